@@ -1,0 +1,50 @@
+# Bulkhead. `make demo` tells the story; `make test` is what CI runs.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+PKGS  := ./...
+
+.PHONY: all build test test-short demo generate lint fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The whole suite: unit, parser, allocation and end-to-end tests (root, real
+# redis-server/redis-cli, network namespaces, iptables). Ends with a summary.
+test: build
+	BULKHEAD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m $(PKGS) 2>&1 | tee /tmp/bulkhead-test.log; \
+	  rc=$${PIPESTATUS[0]}; \
+	  p=$$(grep -c '^ok ' /tmp/bulkhead-test.log); f=$$(grep -c '^FAIL\s' /tmp/bulkhead-test.log); \
+	  echo "packages: $$p passed, $$f failed"; exit $$rc
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+demo: build
+	$(BIN)/bulkhead demo --bin $(CURDIR)/$(BIN)
+
+generate:
+	$(GO) tool controller-gen object paths=./controlplane/api/v1alpha1/...
+	$(GO) tool controller-gen crd paths=./controlplane/api/v1alpha1/... output:crd:dir=deploy/crds
+	./hack/gen-proto.sh
+
+lint:
+	$(GO) vet $(PKGS)
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) tool staticcheck $(PKGS)
+
+# Runs every fuzz target for FUZZTIME each (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./protocols/...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./protocols/... ./dataplane/... | tee bench/results/micro-latest.txt
+
+clean:
+	rm -rf $(BIN)

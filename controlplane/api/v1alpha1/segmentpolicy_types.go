@@ -1,0 +1,184 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Mode is how a segment's traffic is judged.
+// +kubebuilder:validation:Enum=discover;monitor;protect
+type Mode string
+
+const (
+	// ModeDiscover allows everything and learns every flow as a rule.
+	ModeDiscover Mode = "discover"
+	// ModeMonitor allows everything and reports what no rule allows.
+	ModeMonitor Mode = "monitor"
+	// ModeProtect blocks and reports what no rule allows.
+	ModeProtect Mode = "protect"
+)
+
+// Origin says who wrote a rule.
+// +kubebuilder:validation:Enum=learned;user
+type Origin string
+
+const (
+	// OriginUser marks a rule a person (or GitOps) wrote.
+	OriginUser Origin = "user"
+	// OriginLearned marks a rule the control plane learned in discover mode.
+	OriginLearned Origin = "learned"
+)
+
+// Protocol names, as used in CRDs, xDS and metrics. "tcp" means L4 only.
+const (
+	ProtocolTCP   = "tcp"
+	ProtocolRedis = "redis"
+)
+
+// SegmentPolicy is the policy of one segment: which workloads form it, the
+// mode it is judged under, and the flows it allows in and out.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=segpol;sp,categories=bulkhead
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Ingress",type=integer,JSONPath=`.status.ingressRules`
+// +kubebuilder:printcolumn:name="Learned",type=integer,JSONPath=`.status.learnedRules`
+// +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.violations`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SegmentPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SegmentPolicySpec   `json:"spec"`
+	Status SegmentPolicyStatus `json:"status,omitempty"`
+}
+
+// SegmentPolicySpec is the desired policy of a segment. The segment's name is
+// the policy's metadata.name; its namespace is the policy's namespace.
+type SegmentPolicySpec struct {
+	// Selector picks the workloads of this namespace that form the segment,
+	// by their labels. Empty: the workloads whose owner (Deployment,
+	// StatefulSet, DaemonSet, or the standalone workload's "segment" field)
+	// has the policy's name.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// Mode is how the segment's traffic is judged. Empty: the namespace's
+	// default, else the cluster's default.
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+
+	// Ingress lists the flows allowed into the segment's workloads.
+	// +optional
+	// +listType=atomic
+	Ingress []Rule `json:"ingress,omitempty"`
+
+	// Egress lists the flows allowed out of the segment's workloads.
+	// +optional
+	// +listType=atomic
+	Egress []Rule `json:"egress,omitempty"`
+}
+
+// Rule is one allowed pattern of flows: peers, ports with their protocol and
+// L7 matchers. A flow is allowed when its peer matches one of Peers (or Peers
+// is empty: any peer), its port one of Ports, and its L7 fields the matcher of
+// its protocol (no matcher: every message).
+type Rule struct {
+	// Name identifies the rule within its policy (hits, violations, xDS).
+	// Learned rules get a deterministic name.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// Origin says who wrote the rule.
+	// +kubebuilder:default=user
+	// +optional
+	Origin Origin `json:"origin,omitempty"`
+
+	// Peers are the other ends of the flow: the source for ingress, the
+	// destination for egress. Empty: any peer.
+	// +optional
+	// +listType=atomic
+	Peers []Peer `json:"peers,omitempty"`
+
+	// Ports are the destination ports, each with its protocol.
+	// +kubebuilder:validation:MinItems=1
+	// +listType=atomic
+	Ports []PortProtocol `json:"ports"`
+
+	// Redis restricts Redis traffic to these commands.
+	// +optional
+	Redis *RedisMatch `json:"redis,omitempty"`
+}
+
+// Peer is one end of a flow. Exactly one of Segment, Namespace (alone) or
+// CIDR is the selector; Namespace qualifies Segment.
+type Peer struct {
+	// Segment names a segment. With Namespace empty, the policy's own
+	// namespace.
+	// +optional
+	Segment string `json:"segment,omitempty"`
+	// Namespace alone: every workload of that namespace. With Segment: the
+	// segment's namespace.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// CIDR is an address block outside the mesh, e.g. 198.18.0.0/24.
+	// +optional
+	CIDR string `json:"cidr,omitempty"`
+}
+
+// PortProtocol is a destination port and the protocol spoken on it.
+type PortProtocol struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// Protocol is the application protocol: "tcp" (L4 only) or the name of
+	// a parsed protocol ("redis", …).
+	// +kubebuilder:default=tcp
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// RedisMatch allows Redis commands by name, case-insensitive. A command with
+// sub-commands may be narrowed with Redis's ACL notation: "config|get".
+type RedisMatch struct {
+	// +kubebuilder:validation:MinItems=1
+	// +listType=set
+	Commands []string `json:"commands"`
+}
+
+// SegmentPolicyStatus is what the control plane observed. It is never
+// exported.
+type SegmentPolicyStatus struct {
+	// +optional
+	IngressRules int32 `json:"ingressRules,omitempty"`
+	// +optional
+	LearnedRules int32 `json:"learnedRules,omitempty"`
+	// Violations counts the messages no rule allowed.
+	// +optional
+	Violations int64 `json:"violations,omitempty"`
+	// Rules carries per-rule hits.
+	// +optional
+	// +listType=atomic
+	Rules []RuleStatus `json:"rules,omitempty"`
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// RuleStatus is how often a rule allowed traffic.
+type RuleStatus struct {
+	Name string `json:"name"`
+	// +optional
+	Hits int64 `json:"hits,omitempty"`
+	// +optional
+	LastHit *metav1.Time `json:"lastHit,omitempty"`
+}
+
+// SegmentPolicyList is a list of SegmentPolicy.
+//
+// +kubebuilder:object:root=true
+type SegmentPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SegmentPolicy `json:"items"`
+}

@@ -1,0 +1,122 @@
+// Package l7 is the shared vocabulary between protocol parsers and the policy
+// engine: a message view (Frame), the parser contract (Parser, Op) and the
+// description of a protocol (Protocol). It imports only the standard library.
+//
+// A parser decodes; it never decides, logs or allocates. The engine decides.
+package l7
+
+import "errors"
+
+// Dir is the direction of a message on a connection.
+type Dir uint8
+
+const (
+	// DirRequest is client → server.
+	DirRequest Dir = iota
+	// DirReply is server → client.
+	DirReply
+)
+
+func (d Dir) String() string {
+	if d == DirReply {
+		return "reply"
+	}
+	return "request"
+}
+
+// Op is what a parser tells the caller to do with the front of its input.
+type Op uint8
+
+const (
+	// OpMore: the front of the input is an incomplete message; n is the
+	// number of additional bytes needed at least (>= 1). The caller reads
+	// more and calls Parse again with the same, longer input.
+	OpMore Op = iota
+	// OpFrame: the first n bytes are one message, described in the Frame.
+	OpFrame
+	// OpSkip: the first n bytes carry nothing to decide on (for example an
+	// attribute or push message in the reply direction); forward them.
+	OpSkip
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpMore:
+		return "more"
+	case OpFrame:
+		return "frame"
+	case OpSkip:
+		return "skip"
+	}
+	return "op?"
+}
+
+// MaxVerb bounds Frame.Verb in bytes for every protocol. A parser that sees a
+// longer verb returns ErrTooLong.
+const MaxVerb = 64
+
+// Frame is one message, as views into the parser's input. Its slices are
+// valid until the next Parse call or until the input buffer is reused,
+// whichever comes first. A parser resets every field on each OpFrame.
+type Frame struct {
+	Dir Dir
+	// Verb is what the message does: a Redis command name (as sent, any
+	// case), an SQL verb, an HTTP method. Empty for replies.
+	Verb []byte
+	// Sub is a sub-command where the protocol has them (Redis CONFIG SET →
+	// "SET"); empty otherwise.
+	Sub []byte
+	// Resource is what the message acts on: a key, table, topic, qname,
+	// SNI or path. May be empty.
+	Resource []byte
+	// Aux is protocol-specific context: database, Host header, statement
+	// class. May be empty.
+	Aux []byte
+	// Args is the number of arguments the message carries, where the
+	// protocol has such a notion (Redis: array length). Zero otherwise.
+	Args int
+	// Err is true when the message is an error reply.
+	Err bool
+}
+
+// Reset clears every field so that a Frame can be reused.
+func (f *Frame) Reset(d Dir) { *f = Frame{Dir: d} }
+
+// Parser decodes the messages of one connection. One per connection, not
+// safe for concurrent use; it may keep state between calls (for example a
+// handshake phase), and it must accept its input split at any byte.
+//
+// Parse decodes the message at the front of data. It returns OpMore and how
+// many more bytes it needs at least, OpFrame and the message's length, or
+// OpSkip and the length of bytes that carry nothing to decide on. On a
+// malformed or over-limit message it returns a non-nil error (one of the
+// sentinels below, wrapped or not; never allocated on the hot path) and the
+// connection must be closed. Parse never panics and never reads past data.
+type Parser interface {
+	Parse(dir Dir, data []byte, f *Frame) (op Op, n int, err error)
+}
+
+// Protocol describes one protocol to the data plane. Values are listed in
+// protocols/all; there is no global registry.
+type Protocol struct {
+	// Name is the word used in CRDs, xDS and metrics: "redis".
+	Name string
+	// New returns a parser for one connection.
+	New func() Parser
+	// Sniff reports whether a connection's first bytes (from the client,
+	// or from the server for server-first protocols) look like this
+	// protocol. It must not allocate. May be nil.
+	Sniff func(first []byte) bool
+	// Deny appends the protocol's own error reply for a denied request
+	// to dst and returns it. reason is a short, safe, ASCII text (no CR/LF).
+	Deny func(dst []byte, f *Frame, reason string) []byte
+}
+
+// Errors returned by parsers. Parsers may wrap them for context only off the
+// hot path; callers test with errors.Is.
+var (
+	// ErrMalformed: the bytes violate the protocol's grammar.
+	ErrMalformed = errors.New("l7: malformed message")
+	// ErrTooLong: a length on the wire exceeds the parser's documented limit.
+	ErrTooLong = errors.New("l7: message exceeds limit")
+)
