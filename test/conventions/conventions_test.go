@@ -1,0 +1,97 @@
+// Package conventions checks rules of the house that the compiler does not:
+// the direction of imports between the planes and that every package says
+// what it is for.
+package conventions
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/bulkhead-io/bulkhead"
+
+type pkg struct {
+	path    string
+	imports []string
+	doc     string
+	name    string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Name}}\t{{.Doc}}\t{{join .Imports \" \"}}", module+"/...")
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	var pkgs []pkg
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), "\t", 4)
+		if len(f) != 4 {
+			t.Fatalf("go list: odd line %q", sc.Text())
+		}
+		pkgs = append(pkgs, pkg{path: f[0], name: f[1], doc: f[2], imports: strings.Fields(f[3])})
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found %d packages; is the module root right?", len(pkgs))
+	}
+	return pkgs
+}
+
+func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, module), "/") }
+
+// TestImportGraph enforces DESIGN.md: protocols import nothing of ours but
+// protocols/l7 (and protocols/all the protocols); the data plane imports
+// nothing of the control plane but its api, and nothing of Kubernetes.
+func TestImportGraph(t *testing.T) {
+	for _, p := range listPackages(t) {
+		r := rel(p.path)
+		for _, imp := range p.imports {
+			ir := rel(imp)
+			ours := strings.HasPrefix(imp, module)
+			switch {
+			case strings.HasPrefix(r, "protocols/"):
+				if ours && !strings.HasPrefix(ir, "protocols/") {
+					t.Errorf("%s imports %s: protocols/ may import only protocols/", r, ir)
+				}
+				if ours && r != "protocols/all" && ir != "protocols/l7" && !strings.HasPrefix(r, ir) {
+					t.Errorf("%s imports %s: a protocol may import only protocols/l7", r, ir)
+				}
+			case strings.HasPrefix(r, "dataplane/"):
+				if ours && !strings.HasPrefix(ir, "dataplane/") && !strings.HasPrefix(ir, "protocols/") && !strings.HasPrefix(ir, "controlplane/api/bulkheadv1") {
+					t.Errorf("%s imports %s: the data plane may import only dataplane/, protocols/ and controlplane/api/bulkheadv1", r, ir)
+				}
+				if strings.HasPrefix(imp, "k8s.io/") || strings.HasPrefix(imp, "sigs.k8s.io/") {
+					t.Errorf("%s imports %s: the data plane must not depend on Kubernetes", r, imp)
+				}
+			case strings.HasPrefix(r, "controlplane/"):
+				if ours && (strings.HasPrefix(ir, "dataplane/") || strings.HasPrefix(ir, "cmd/") || strings.HasPrefix(ir, "test/")) {
+					t.Errorf("%s imports %s: the control plane must not import the data plane, cmd or tests", r, ir)
+				}
+			}
+			if r == "protocols/l7" && ours {
+				t.Errorf("protocols/l7 imports %s: it may import only the standard library", ir)
+			}
+		}
+	}
+}
+
+// TestPackageDocs: every package has a doc comment that starts with its name.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.doc == "" {
+			t.Errorf("%s: no package doc comment", rel(p.path))
+			continue
+		}
+		if p.name != "main" && !strings.HasPrefix(p.doc, "Package "+p.name) {
+			t.Errorf("%s: doc comment should start with %q, got %q", rel(p.path), "Package "+p.name, p.doc)
+		}
+	}
+}
