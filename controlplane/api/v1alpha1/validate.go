@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // KnownProtocols lists the protocol names a PortProtocol may carry. The data
@@ -49,7 +51,16 @@ func (p *SegmentPolicy) Validate() error {
 	default:
 		add("spec.mode", "unknown mode %q (want discover, monitor or protect)", p.Spec.Mode)
 	}
-	for dir, rules := range map[string][]Rule{"spec.ingress": p.Spec.Ingress, "spec.egress": p.Spec.Egress} {
+	if p.Spec.Selector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
+			add("spec.selector", "%v", err)
+		}
+	}
+	for _, d := range []struct {
+		path  string
+		rules []Rule
+	}{{"spec.ingress", p.Spec.Ingress}, {"spec.egress", p.Spec.Egress}} {
+		dir, rules := d.path, d.rules
 		if len(rules) > MaxRules {
 			add(dir, "%d rules, at most %d", len(rules), MaxRules)
 			continue

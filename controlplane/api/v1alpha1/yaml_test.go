@@ -68,6 +68,7 @@ func TestValidateRejects(t *testing.T) {
 		"cidr":       {"segment: cart", "cidr: 300.1.1.1/8", "bad CIDR"},
 		"empty port": {"    - port: 6379\n      protocol: redis\n", "", "at least one port"},
 		"port range": {"port: 6379", "port: 70000", "not a port"},
+		"selector":   {"mode: protect", "mode: protect\n  selector: {matchExpressions: [{key: a, operator: Near}]}", "spec.selector"},
 	}
 	for name, c := range cases {
 		ps, err := UnmarshalYAML([]byte(strings.Replace(sample, c.from, c.to, 1)))
