@@ -1,0 +1,24 @@
+// Package xds serves the data plane's configuration over the aggregated
+// discovery service (ADS, state-of-the-world and delta) with go-control-plane.
+//
+// Bulkhead's own resource types live in linear caches behind a MuxCache that
+// routes by type URL:
+//
+//   - type.googleapis.com/bulkhead.v1.ProxyPolicy, one per proxy, named by its
+//     node id ("workload.namespace") and fetched by name;
+//   - type.googleapis.com/bulkhead.v1.Identity, one per workload, named
+//     "namespace/workload" and fetched as a wildcard set.
+//
+// Updates push only what changed: a ProxyPolicy that is proto.Equal to the
+// cached one is not touched. Delta clients receive exactly the identities that
+// changed and the names of those removed. State-of-the-world clients cannot be
+// told about removals, so every Identity response on a SotW stream carries the
+// whole set: a SotW client replaces its identities with each response. (The
+// one thing SotW cannot say is "no identities at all": removing the last one
+// sends nothing on SotW streams.)
+//
+// Callbacks record, per node, whether it is connected and which versions of
+// each type it acknowledged or rejected (NACK, with the error detail); Nodes
+// reports them. Envoy's own types (listeners with RBAC, served from a snapshot
+// cache) are meant to join the mux under their own type URLs.
+package xds

@@ -1,0 +1,37 @@
+package xds
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	nacks     *prometheus.CounterVec
+	streams   *prometheus.GaugeVec
+	pushes    *prometheus.CounterVec
+	resources *prometheus.GaugeVec
+}
+
+// newMetrics builds the package's metrics and registers them on reg (when
+// not nil).
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bulkhead_xds_nacks_total",
+			Help: "Configurations rejected by xDS clients, by resource type.",
+		}, []string{"type"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bulkhead_xds_streams",
+			Help: "Open ADS streams, by kind (sotw, delta).",
+		}, []string{"kind"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bulkhead_xds_resource_changes_total",
+			Help: "Resources added, changed or removed in the xDS caches, by resource type.",
+		}, []string{"type"}),
+		resources: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bulkhead_xds_resources",
+			Help: "Resources served, by resource type.",
+		}, []string{"type"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.nacks, m.streams, m.pushes, m.resources)
+	}
+	return m
+}
