@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,9 @@ type Server struct {
 	log      *slog.Logger
 	maxBatch int
 	metrics  *metrics
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by Start when its context ends
 }
 
 var _ bulkheadv1.FlowServiceServer = (*Server)(nil)
@@ -81,6 +85,7 @@ func NewServer(rec *Recorder, learner Observer, hits HitRecorder, log *slog.Logg
 		log:      log.With("component", "flows"),
 		maxBatch: opts.MaxBatch,
 		metrics:  newMetrics(opts.Registerer, rec),
+		stopping: make(chan struct{}),
 	}
 }
 
@@ -92,18 +97,56 @@ func (s *Server) Register(gs *grpc.Server) { bulkheadv1.RegisterFlowServiceServe
 // with more than MaxBatch flows ends the stream with InvalidArgument.
 func (s *Server) Report(stream grpc.ClientStreamingServer[bulkheadv1.FlowBatch, bulkheadv1.ReportSummary]) error {
 	var sum bulkheadv1.ReportSummary
+	type recv struct {
+		b   *bulkheadv1.FlowBatch
+		err error
+	}
+	// Recv cannot be interrupted; it runs in a goroutine of its own so that
+	// the handler can return when the server stops. Returning cancels the
+	// stream's context, which ends the pending Recv and so the goroutine.
+	ch := make(chan recv)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			b, err := stream.Recv()
+			select {
+			case ch <- recv{b, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		b, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		var r recv
+		select {
+		case r = <-ch:
+		case <-s.stopping:
+			return status.Error(codes.Unavailable, "control plane shutting down")
+		}
+		if errors.Is(r.err, io.EOF) {
 			return stream.SendAndClose(&sum)
 		}
-		if err != nil {
-			return err
+		if r.err != nil {
+			return r.err
 		}
-		if err := s.batch(b, &sum); err != nil {
+		if err := s.batch(r.b, &sum); err != nil {
 			return err
 		}
 	}
+}
+
+// Start blocks until ctx is done, then ends every open Report stream with
+// Unavailable so that a graceful stop of the gRPC server does not wait for
+// proxies to hang up; they reconnect to another replica or when this one
+// returns.
+func (s *Server) Start(ctx context.Context) error {
+	<-ctx.Done()
+	s.stopOnce.Do(func() { close(s.stopping) })
+	return nil
 }
 
 func (s *Server) batch(b *bulkheadv1.FlowBatch, sum *bulkheadv1.ReportSummary) error {

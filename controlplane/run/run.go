@@ -178,6 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.loop(gctx, cfg.Debounce, cfg.PollInterval) })
 	g.Go(func() error { return xdsSrv.Start(gctx) })
+	g.Go(func() error { return flowSrv.Start(gctx) })
 	g.Go(func() error {
 		if err := gs.Serve(glis); err != nil {
 			return fmt.Errorf("grpc: %w", err)
