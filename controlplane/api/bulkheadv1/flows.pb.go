@@ -79,7 +79,9 @@ type Verdict int32
 const (
 	Verdict_VERDICT_UNSPECIFIED Verdict = 0
 	Verdict_VERDICT_ALLOW       Verdict = 1
-	// allowed but reported (monitor mode, or discover mode with no rule)
+	// allowed but reported: monitor mode, where protect would deny (discover
+	// mode never reports violations: an unmatched flow there is ALLOW with
+	// reason "no_rule", and is learned)
 	Verdict_VERDICT_VIOLATION Verdict = 2
 	// blocked and reported
 	Verdict_VERDICT_DENY Verdict = 3
@@ -217,8 +219,9 @@ type Flow struct {
 	Mode    Mode    `protobuf:"varint,11,opt,name=mode,proto3,enum=bulkhead.v1.Mode" json:"mode,omitempty"`
 	// The rule that allowed it, or empty.
 	Rule string `protobuf:"bytes,12,opt,name=rule,proto3" json:"rule,omitempty"`
-	// Why it was not allowed: "no rule for peer", "command not allowed",
-	// "malformed message", …
+	// Why no rule allowed it: "no_rule" (no rule for this peer and port),
+	// "l7_not_allowed" (the peer's rules do not allow this message),
+	// "malformed", "limit"; empty when a rule allowed it.
 	Reason    string                 `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
 	Count     uint64                 `protobuf:"varint,14,opt,name=count,proto3" json:"count,omitempty"`
 	Bytes     uint64                 `protobuf:"varint,15,opt,name=bytes,proto3" json:"bytes,omitempty"`

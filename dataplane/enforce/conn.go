@@ -1,0 +1,164 @@
+package enforce
+
+import (
+	"net/netip"
+
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
+)
+
+// Conn is the view of a Policy for one connection: the peer, the port and
+// the matcher of the rules that admit this peer on this port. It is a small
+// value; keep one per connection (it is not safe for concurrent use) and
+// call Refresh with the engine's current Policy before each batch of
+// messages.
+//
+// The zero Conn, and a Conn derived from a nil *Policy, deny everything
+// (fail closed).
+type Conn struct {
+	policy    *Policy
+	m         *matcher // nil: no rule admits the peer on this port
+	peer      netip.Addr
+	segment   string // the peer's segment key, "" when unknown
+	namespace string // the peer's namespace, "" when unknown
+	port      uint16
+	dir       Direction
+}
+
+// Inbound derives the Conn of a connection from src to the proxied
+// workload's port, judged by the ingress rules. An address not in the
+// identity table can only match CIDR peers and rules with no peers. It
+// allocates nothing.
+func (p *Policy) Inbound(src netip.Addr, port uint16) Conn {
+	return p.conn(Ingress, src, port)
+}
+
+// Outbound derives the Conn of a connection from the proxied workload to
+// dst:port, judged by the egress rules under the same mode.
+func (p *Policy) Outbound(dst netip.Addr, port uint16) Conn {
+	return p.conn(Egress, dst, port)
+}
+
+func (p *Policy) conn(d Direction, peer netip.Addr, port uint16) Conn {
+	c := Conn{policy: p, peer: peer, port: port, dir: d}
+	if p == nil || (d != Ingress && d != Egress) {
+		c.policy = nil
+		return c
+	}
+	peer = peer.Unmap().WithZone("")
+	t := &p.dirs[d-1]
+	var class int32
+	if id, ok := p.ids[peer]; ok {
+		c.segment, c.namespace = id.segment, id.namespace
+		class = id.class[d-1]
+	} else {
+		class = t.class(peer)
+	}
+	if byClass, ok := t.ports[port]; ok {
+		c.m = byClass[class]
+	}
+	return c
+}
+
+// Refresh re-derives c from p when p is not the Policy c was derived from;
+// when it is, Refresh is one pointer comparison. A nil p leaves c as it is:
+// the proxy never stores a nil Policy after the first one, and open
+// connections keep the last Policy they saw.
+func (c *Conn) Refresh(p *Policy) {
+	if p == nil || p == c.policy || c.dir == 0 {
+		return
+	}
+	*c = p.conn(c.dir, c.peer, c.port)
+}
+
+// Connect judges the connection itself (L4): allowed when some rule admits
+// the peer on the port, even if that rule's matcher may still deny
+// messages. Otherwise, with Reason NoRule: Deny and Enforced in protect mode
+// (refuse the connection), Violation in monitor mode, Allow in discover mode.
+// It allocates nothing.
+func (c *Conn) Connect() Decision {
+	if c.policy == nil {
+		return Protect.judge(NoRule)
+	}
+	if c.m == nil {
+		return c.policy.mode.judge(NoRule)
+	}
+	return Decision{Verdict: Allow, Rule: c.m.names[c.m.first]}
+}
+
+// Message judges one request frame (L7); f must not be nil. Replies (f.Dir != DirRequest) are
+// not judged: they get Allow with no rule. A request is allowed by the first
+// rule, in name order, that admits the peer on the port and either has no
+// matcher for the port's protocol or lists the command: Redis command names
+// and sub-commands compare case-insensitively; a rule's "CONFIG" allows every
+// CONFIG sub-command, "CONFIG|GET" only CONFIG GET. When no rule allows it,
+// the mode decides as for Connect, with Reason NoRule (no rule admits the
+// peer on the port) or L7 (rules do, but none allows this message). It
+// allocates nothing and does one or two map lookups.
+func (c *Conn) Message(f *l7.Frame) Decision {
+	if c.policy == nil {
+		return Protect.judge(NoRule)
+	}
+	if f.Dir != l7.DirRequest {
+		return Decision{Verdict: Allow}
+	}
+	m := c.m
+	if m == nil {
+		return c.policy.mode.judge(NoRule)
+	}
+	best := m.open
+	if m.verbs != nil && len(f.Verb) > 0 && len(f.Verb) <= l7.MaxVerb {
+		var buf [l7.MaxVerb]byte
+		n := upperInto(buf[:], f.Verb)
+		if e, ok := m.verbs[string(buf[:n])]; ok {
+			r := e.any
+			if e.subs != nil && len(f.Sub) > 0 && len(f.Sub) <= l7.MaxVerb {
+				n = upperInto(buf[:], f.Sub)
+				if s, ok := e.subs[string(buf[:n])]; ok && (r < 0 || s < r) {
+					r = s
+				}
+			}
+			if r >= 0 && (best < 0 || r < best) {
+				best = r
+			}
+		}
+	}
+	if best >= 0 {
+		return Decision{Verdict: Allow, Rule: m.names[best]}
+	}
+	return c.policy.mode.judge(L7)
+}
+
+// Judge is the decision, under the connection's mode, for something the
+// proxy rejects on its own (Reason Malformed or Limit): Deny and Enforced in
+// protect mode, Violation in monitor mode, Allow in discover mode. With no
+// Policy it denies.
+func (c *Conn) Judge(r Reason) Decision {
+	if c.policy == nil {
+		return Protect.judge(r)
+	}
+	return c.policy.mode.judge(r)
+}
+
+// Policy is the Policy c was derived from (nil for the zero Conn).
+func (c *Conn) Policy() *Policy { return c.policy }
+
+// Mode is the mode c is judged under (0 without a Policy).
+func (c *Conn) Mode() Mode {
+	if c.policy == nil {
+		return 0
+	}
+	return c.policy.mode
+}
+
+// Direction is Ingress (from Inbound) or Egress (from Outbound).
+func (c *Conn) Direction() Direction { return c.dir }
+
+// Peer is the address of the other end, as given to Inbound or Outbound.
+func (c *Conn) Peer() netip.Addr { return c.peer }
+
+// Port is the destination port.
+func (c *Conn) Port() uint16 { return c.port }
+
+// PeerSegment is the peer's segment key ("ns/segment") and namespace from
+// the identity table, or "" when the peer is not a known workload.
+func (c *Conn) PeerSegment() (segment, namespace string) { return c.segment, c.namespace }

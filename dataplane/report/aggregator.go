@@ -1,0 +1,216 @@
+package report
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
+	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
+)
+
+// DefaultMaxFlows is the Aggregator's bound when NewAggregator is given
+// max <= 0.
+const DefaultMaxFlows = 10000
+
+// MaxNames bounds the names an Aggregator interns (ids 1…MaxNames). Beyond
+// it Intern returns OverflowName.
+const MaxNames = 1<<16 - 2
+
+// OverflowName is the id Intern returns once MaxNames names are interned;
+// it is reported as the name "(overflow)".
+const OverflowName = 1<<16 - 1
+
+// stats is what a window knows of one key.
+type stats struct {
+	count, bytes uint64
+	first, last  int64 // UnixNano
+}
+
+// Aggregator counts flows per Key within a window; see the package
+// documentation. Safe for concurrent use.
+type Aggregator struct {
+	max   int
+	clock func() int64 // UnixNano; replaced in tests
+
+	mu      sync.Mutex
+	index   map[Key]int32 // key → its stats in st
+	st      []stats
+	dropped uint64
+	ids     map[string]uint16 // interned names
+	names   []string          // by id; names[0] == ""
+	// The previous window's containers, cleared, for reuse.
+	spareIndex map[Key]int32
+	spareSt    []stats
+}
+
+// NewAggregator returns an Aggregator that holds at most max keys per window
+// (DefaultMaxFlows when max <= 0).
+func NewAggregator(max int) *Aggregator {
+	if max <= 0 {
+		max = DefaultMaxFlows
+	}
+	return &Aggregator{
+		max:   max,
+		clock: func() int64 { return time.Now().UnixNano() },
+		index: make(map[Key]int32),
+		ids:   map[string]uint16{"": 0},
+		names: []string{""},
+	}
+}
+
+// Intern returns the id of a protocol or rule name, for Key.Proto and
+// Key.Rule; "" is 0. Ids are stable for the life of the Aggregator. It
+// allocates only the first time it sees a name; call it once per connection
+// for the protocol (AddDecision interns rule names itself).
+func (a *Aggregator) Intern(name string) uint16 {
+	a.mu.Lock()
+	id := a.internLocked(name)
+	a.mu.Unlock()
+	return id
+}
+
+func (a *Aggregator) internLocked(name string) uint16 {
+	if id, ok := a.ids[name]; ok {
+		return id
+	}
+	if len(a.names) > MaxNames {
+		return OverflowName
+	}
+	id := uint16(len(a.names))
+	a.ids[name] = id
+	a.names = append(a.names, name)
+	return id
+}
+
+// Add counts one record of k carrying bytes bytes (negative counts as 0).
+// For a key already in the window it allocates nothing; a new key beyond the
+// Aggregator's bound is counted as dropped and not stored.
+func (a *Aggregator) Add(k *Key, bytes int) {
+	now := a.clock()
+	a.mu.Lock()
+	a.addLocked(k, bytes, now)
+	a.mu.Unlock()
+}
+
+// AddDecision sets k's verdict, reason and rule from d (interning the rule
+// name) and counts it as Add does, in one critical section. It allocates
+// nothing for a known rule name and a key already in the window.
+func (a *Aggregator) AddDecision(k *Key, d enforce.Decision, bytes int) {
+	now := a.clock()
+	a.mu.Lock()
+	k.SetDecision(d, a.internLocked(d.Rule))
+	a.addLocked(k, bytes, now)
+	a.mu.Unlock()
+}
+
+func (a *Aggregator) addLocked(k *Key, bytes int, now int64) {
+	b := uint64(max(bytes, 0))
+	if i, ok := a.index[*k]; ok {
+		s := &a.st[i]
+		s.count++
+		s.bytes += b
+		s.last = max(s.last, now)
+		return
+	}
+	if len(a.index) >= a.max {
+		a.dropped++
+		return
+	}
+	a.index[*k] = int32(len(a.st))
+	a.st = append(a.st, stats{count: 1, bytes: b, first: now, last: now})
+}
+
+// Len returns the number of keys in the current window.
+func (a *Aggregator) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.index)
+}
+
+// Drain ends the window: it returns its flows, sorted by key, and the number
+// of records dropped because the window was full, and starts an empty
+// window. now is the end of the window: no flow is reported as seen after
+// it. Segments are left empty (the Reporter fills them in). The flows are
+// new; the caller owns them.
+func (a *Aggregator) Drain(now time.Time) (flows []*bulkheadv1.Flow, dropped uint64) {
+	a.mu.Lock()
+	index, st, dropped, names := a.index, a.st, a.dropped, a.names
+	a.index, a.st, a.dropped = a.spareIndex, a.spareSt, 0
+	a.spareIndex, a.spareSt = nil, nil
+	if a.index == nil {
+		a.index = make(map[Key]int32, len(index))
+	}
+	a.mu.Unlock()
+
+	keys := make([]Key, 0, len(index))
+	for k := range index {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y Key) int { return compareKeys(&x, &y) })
+	end := now.UnixNano()
+	addrs := make(map[[16]byte]string)
+	addr := func(b [16]byte, get func() string) string {
+		s, ok := addrs[b]
+		if !ok {
+			s = get()
+			addrs[b] = s
+		}
+		return s
+	}
+	flows = make([]*bulkheadv1.Flow, 0, len(keys))
+	for i := range keys {
+		k := &keys[i]
+		s := st[index[*k]]
+		last := min(s.last, end)
+		first := min(s.first, last)
+		flows = append(flows, &bulkheadv1.Flow{
+			Direction:  k.Dir.Proto(),
+			SrcIp:      addr(k.src, func() string { return k.Src().String() }),
+			DstIp:      addr(k.dst, func() string { return k.Dst().String() }),
+			DstPort:    uint32(k.DstPort),
+			Protocol:   name(names, k.Proto),
+			Verb:       k.Verb(),
+			Sub:        k.Sub(),
+			Verdict:    k.Verdict.Proto(),
+			Mode:       k.Mode.Proto(),
+			Rule:       name(names, k.Rule),
+			Reason:     reason(k.Reason),
+			Count:      s.count,
+			Bytes:      s.bytes,
+			FirstSeen:  timestamppb.New(time.Unix(0, first)),
+			LastSeen:   timestamppb.New(time.Unix(0, last)),
+			Connection: k.Connection,
+		})
+	}
+
+	clear(index)
+	a.mu.Lock()
+	if a.spareIndex == nil {
+		a.spareIndex, a.spareSt = index, st[:0]
+	}
+	a.mu.Unlock()
+	return flows, dropped
+}
+
+// name resolves an interned id; names is append-only, so a snapshot of its
+// header taken under the lock stays valid.
+func name(names []string, id uint16) string {
+	if id == OverflowName {
+		return "(overflow)"
+	}
+	if int(id) < len(names) {
+		return names[id]
+	}
+	return ""
+}
+
+// reason is the Flow.reason text: empty when a rule allowed it.
+func reason(r enforce.Reason) string {
+	if r == enforce.None {
+		return ""
+	}
+	return r.String()
+}
