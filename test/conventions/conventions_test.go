@@ -1,6 +1,3 @@
-// Package conventions checks rules of the house that the compiler does not:
-// the direction of imports between the planes and that every package says
-// what it is for.
 package conventions
 
 import (

@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
+	"github.com/bulkhead-io/bulkhead/dataplane/metrics"
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
+)
+
+// protoTCP is the protocol name of L4-only connections.
+const protoTCP = "tcp"
+
+// handle runs one accepted connection to its end.
+func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
+	client := t.client
+	dst, err := p.origDst(client)
+	if err != nil {
+		p.met.Connection(metrics.ConnError)
+		p.log.Warn("proxy: original destination", "src", client.RemoteAddr().String(), "err", err)
+		reset(client)
+		return
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if local := addrPort(client.LocalAddr()); dst == local || dst == addrPort(self) {
+		// Not redirected: dialling the destination would reach us again.
+		p.met.Connection(metrics.ConnLoop)
+		p.log.Debug("proxy: connection not redirected, closing", "src", client.RemoteAddr().String(), "dst", dst.String())
+		reset(client)
+		return
+	}
+	src := addrPort(client.RemoteAddr())
+
+	pol := p.engine.Load()
+	if pol == nil {
+		// No policy from the control plane and none cached: fail closed.
+		p.met.Connection(metrics.ConnNoPolicy)
+		p.log.Debug("proxy: no policy loaded, refusing", "src", src.String(), "dst", dst.String())
+		reset(client)
+		return
+	}
+
+	declared := pol.Protocol(dst.Port())
+	s := &session{
+		p:        p,
+		client:   client,
+		src:      src,
+		dst:      dst,
+		conn:     pol.Inbound(src.Addr(), dst.Port()),
+		declared: declared,
+	}
+	d := s.conn.Connect()
+	label := declared
+	if label == "" {
+		label = protoTCP
+	}
+	s.recordConnect(d, label)
+	if d.Verdict == enforce.Deny && d.Enforced {
+		p.log.Debug("proxy: connection denied", "src", src.String(), "dst", dst.String(), "reason", d.Reason.String())
+		reset(client)
+		return
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, p.lim.DialTimeout)
+	uc, err := (&net.Dialer{}).DialContext(dctx, "tcp", dst.String())
+	cancel()
+	if err != nil {
+		p.met.Connection(metrics.ConnDialError)
+		p.log.Debug("proxy: dial original destination", "dst", dst.String(), "err", err)
+		reset(client)
+		return
+	}
+	upstream := uc.(*net.TCPConn)
+	t.setUpstream(upstream)
+	s.upstream = upstream
+	s.run()
+}
+
+// run picks the connection's protocol and forwards it.
+func (s *session) run() {
+	p := s.p
+	var proto *l7.Protocol
+	var first []byte
+	switch s.declared {
+	case protoTCP:
+	case "":
+		first, proto = s.sniff()
+	default:
+		proto = p.protocol(s.declared)
+		if proto == nil {
+			p.log.Debug("proxy: no parser for declared protocol, forwarding at L4", "protocol", s.declared)
+		}
+	}
+	if proto == nil {
+		s.splice(first)
+		return
+	}
+	s.l7(proto, first)
+}
+
+// protocol returns the configured protocol called name, or nil.
+func (p *Proxy) protocol(name string) *l7.Protocol {
+	for i := range p.protos {
+		if p.protos[i].Name == name {
+			return &p.protos[i]
+		}
+	}
+	return nil
+}
+
+// sniff reads the client's first bytes (waiting at most SniffTimeout) and
+// returns them with the first protocol that recognises them, or nil.
+func (s *session) sniff() ([]byte, *l7.Protocol) {
+	p := s.p
+	buf := make([]byte, initialBuffer)
+	_ = s.client.SetReadDeadline(time.Now().Add(p.lim.SniffTimeout))
+	n, err := s.client.Read(buf)
+	_ = s.client.SetReadDeadline(time.Time{})
+	buf = buf[:n]
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		// EOF or a reset: forward what there is and let the splice see
+		// the end of the stream.
+		return buf, nil
+	}
+	if n == 0 {
+		return buf, nil
+	}
+	for i := range p.protos {
+		if sn := p.protos[i].Sniff; sn != nil && sn(buf) {
+			return buf, &p.protos[i]
+		}
+	}
+	return buf, nil
+}
+
+// splice forwards the connection at L4: the kernel moves the bytes
+// (io.Copy between two *net.TCPConn uses splice(2)). Half-closes are passed
+// on; an error in either direction closes both.
+func (s *session) splice(first []byte) {
+	p := s.p
+	client, upstream := s.client, s.upstream
+	if len(first) > 0 {
+		if _, err := upstream.Write(first); err != nil {
+			reset(client)
+			_ = upstream.Close()
+			return
+		}
+		p.met.BytesIn().Add(float64(len(first)))
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n, err := io.Copy(client, upstream)
+		p.met.BytesOut().Add(float64(n))
+		if err != nil {
+			reset(client)
+			_ = upstream.Close()
+			return
+		}
+		_ = client.CloseWrite()
+	}()
+	n, err := io.Copy(upstream, client)
+	p.met.BytesIn().Add(float64(n))
+	if err != nil {
+		reset(client)
+		_ = upstream.Close()
+	} else {
+		_ = upstream.CloseWrite()
+	}
+	wg.Wait()
+	_ = client.Close()
+	_ = upstream.Close()
+}
+
+// addrPort returns a's address and port, with IPv4-mapped IPv6 addresses
+// unmapped; the zero AddrPort when a is not TCP.
+func addrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
+	"github.com/bulkhead-io/bulkhead/dataplane/metrics"
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
+)
+
+// recordConnect counts the connection-level decision d (protocol label is
+// the declared protocol, or "tcp") and reports it as a connection flow.
+func (s *session) recordConnect(d enforce.Decision, label string) {
+	m := s.p.met
+	switch d.Verdict {
+	case enforce.Allow:
+		m.Connection(metrics.ConnAllow)
+	case enforce.Violation:
+		m.Connection(metrics.ConnViolation)
+	default:
+		m.Connection(metrics.ConnDeny)
+	}
+	if d.Verdict == enforce.Deny && d.Enforced {
+		m.Denial(label, d.Reason.String())
+	}
+	if agg := s.p.agg; agg != nil {
+		s.key.SetConn(&s.conn, s.dst.Addr())
+		s.key.Proto = agg.Intern(label)
+		s.key.Connection = true
+		s.key.SetVerb(nil, nil)
+		agg.AddDecision(&s.key, d, 0)
+		s.key.Connection = false
+	}
+}
+
+// setProtocol makes the flows that follow messages of protocol name.
+func (s *session) setProtocol(name string) {
+	if agg := s.p.agg; agg != nil {
+		s.key.Proto = agg.Intern(name)
+	}
+}
+
+// refreshKey re-reads the per-connection fields of the flow key (the mode
+// may have changed with the policy).
+func (s *session) refreshKey() {
+	if s.p.agg != nil {
+		s.key.SetConn(&s.conn, s.dst.Addr())
+	}
+}
+
+// recordMessage counts one judged request of n bytes and reports it. It
+// allocates nothing.
+func (s *session) recordMessage(f *l7.Frame, d enforce.Decision, n int) {
+	switch d.Verdict {
+	case enforce.Allow:
+		s.pm.Allow.Inc()
+	case enforce.Violation:
+		s.pm.Violation.Inc()
+	default:
+		s.pm.Deny.Inc()
+	}
+	if d.Verdict == enforce.Deny && d.Enforced {
+		s.pm.Denials(d.Reason.String()).Inc()
+	}
+	if agg := s.p.agg; agg != nil {
+		s.key.SetVerb(f.Verb, f.Sub)
+		agg.AddDecision(&s.key, d, n)
+	}
+}
+
+// recordBad reports a request the proxy could not judge (reason Malformed or
+// Limit) as a violation, or a denial in protect mode: the connection is
+// closed either way.
+func (s *session) recordBad(reason enforce.Reason) {
+	if pol := s.p.engine.Load(); pol != nil {
+		s.conn.Refresh(pol)
+	}
+	d := s.conn.Judge(reason)
+	if d.Verdict == enforce.Allow {
+		d.Verdict = enforce.Violation
+	}
+	if agg := s.p.agg; agg != nil {
+		s.refreshKey()
+		s.key.SetVerb(nil, nil)
+		agg.AddDecision(&s.key, d, 0)
+	}
+}

@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulkhead-io/bulkhead/dataplane/capture"
+	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
+	"github.com/bulkhead-io/bulkhead/dataplane/metrics"
+	"github.com/bulkhead-io/bulkhead/dataplane/report"
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
+)
+
+// Defaults of Limits; a zero field takes its default.
+const (
+	DefaultAddr         = ":15006"
+	DefaultMaxConns     = 8192
+	DefaultMaxMessage   = 64 << 20
+	DefaultIdleTimeout  = time.Hour
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultSniffTimeout = 200 * time.Millisecond
+	DefaultDrainTimeout = 10 * time.Second
+
+	// initialBuffer is the size each direction's buffer of an L7
+	// connection starts with; it doubles on demand up to MaxMessage.
+	initialBuffer = 4 << 10
+)
+
+// Limits bound what one proxy and one connection may use. The zero value
+// means every default.
+type Limits struct {
+	// MaxConns is the most connections handled at once; beyond it new
+	// connections are reset and counted as overload. Default 8192.
+	MaxConns int
+	// MaxMessage is the per-connection, per-direction buffer ceiling: the
+	// largest single L7 message (request or reply) the proxy will hold.
+	// A longer message closes the connection as malformed. Default 64 MiB,
+	// the Redis parser's own limit; buffers grow to it only on demand.
+	MaxMessage int
+	// IdleTimeout closes an L7 connection on which neither side has sent
+	// anything for that long. Default 1h; negative disables it. L4
+	// (spliced) connections have no idle timeout and rely on TCP.
+	IdleTimeout time.Duration
+	// DialTimeout bounds connecting to the original destination. Default 5s.
+	DialTimeout time.Duration
+	// SniffTimeout bounds waiting for the client's first bytes on a port
+	// without a declared protocol; a client that sends nothing in time is
+	// treated as L4. Default 200ms.
+	SniffTimeout time.Duration
+	// DrainTimeout is how long Start lets open connections finish after
+	// its context is done before it closes them. Default 10s.
+	DrainTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxConns <= 0 {
+		l.MaxConns = DefaultMaxConns
+	}
+	if l.MaxMessage <= 0 {
+		l.MaxMessage = DefaultMaxMessage
+	}
+	if l.MaxMessage < initialBuffer {
+		l.MaxMessage = initialBuffer
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.DialTimeout <= 0 {
+		l.DialTimeout = DefaultDialTimeout
+	}
+	if l.SniffTimeout <= 0 {
+		l.SniffTimeout = DefaultSniffTimeout
+	}
+	if l.DrainTimeout <= 0 {
+		l.DrainTimeout = DefaultDrainTimeout
+	}
+	return l
+}
+
+// Config is what a Proxy needs. Engine is required; every other field has a
+// documented zero value.
+type Config struct {
+	// Listener is the inbound listener (the REDIRECT target). Start takes
+	// ownership and closes it. When nil, Start listens on Addr.
+	Listener net.Listener
+	// Addr is the address to listen on when Listener is nil. Default
+	// ":15006".
+	Addr string
+	// Engine holds the current compiled policy. Required.
+	Engine *enforce.Engine
+	// Protocols are the L7 protocols the proxy can parse, by name for
+	// declared ports and in order for sniffing (protocols/all.Protocols()).
+	// Nil: everything is L4.
+	Protocols []l7.Protocol
+	// Aggregator receives a flow per judged connection and message. Nil:
+	// flows are not recorded.
+	Aggregator *report.Aggregator
+	// Metrics counts connections, messages and bytes. Nil: unregistered
+	// metrics are used.
+	Metrics *metrics.Metrics
+	// Logger. Nil: slog.Default().
+	Logger *slog.Logger
+	// Limits; zero fields take their defaults.
+	Limits Limits
+	// OriginalDst returns a redirected connection's original destination.
+	// Nil: capture.OriginalDst (SO_ORIGINAL_DST). Tests that run without
+	// iptables set it to return the address of the real server.
+	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+}
+
+// Proxy is the inbound transparent proxy. Build it with New and run it with
+// Start.
+type Proxy struct {
+	cfg     Config
+	lim     Limits
+	engine  *enforce.Engine
+	agg     *report.Aggregator
+	met     *metrics.Metrics
+	log     *slog.Logger
+	origDst func(*net.TCPConn) (netip.AddrPort, error)
+	protos  []l7.Protocol
+
+	active atomic.Int64
+	wg     sync.WaitGroup // connection handlers
+
+	mu     sync.Mutex
+	conns  map[*tracked]struct{}
+	closed bool // forced close started; new connections are closed at once
+}
+
+// tracked is one handled connection, so that shutdown can close what is
+// left after the drain timeout.
+type tracked struct {
+	mu       sync.Mutex
+	client   *net.TCPConn
+	upstream *net.TCPConn
+}
+
+func (t *tracked) setUpstream(c *net.TCPConn) {
+	t.mu.Lock()
+	t.upstream = c
+	t.mu.Unlock()
+}
+
+func (t *tracked) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_ = t.client.Close()
+	if t.upstream != nil {
+		_ = t.upstream.Close()
+	}
+}
+
+// New builds a Proxy. It starts nothing.
+func New(cfg Config) *Proxy {
+	p := &Proxy{
+		cfg:     cfg,
+		lim:     cfg.Limits.withDefaults(),
+		engine:  cfg.Engine,
+		agg:     cfg.Aggregator,
+		met:     cfg.Metrics,
+		log:     cfg.Logger,
+		origDst: cfg.OriginalDst,
+		protos:  cfg.Protocols,
+		conns:   make(map[*tracked]struct{}),
+	}
+	if p.met == nil {
+		p.met = metrics.New(nil)
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if p.origDst == nil {
+		p.origDst = capture.OriginalDst
+	}
+	return p
+}
+
+// Start accepts and handles connections until ctx is done. Then it stops
+// accepting, lets open connections finish for Limits.DrainTimeout, closes
+// the rest and returns once every goroutine it started has stopped. It
+// returns nil after a shutdown through ctx, or the error that stopped the
+// listener.
+func (p *Proxy) Start(ctx context.Context) error {
+	if p.engine == nil {
+		return errors.New("proxy: config has no engine")
+	}
+	ln := p.cfg.Listener
+	if ln == nil {
+		addr := p.cfg.Addr
+		if addr == "" {
+			addr = DefaultAddr
+		}
+		var err error
+		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("proxy: listen on %s: %w", addr, err)
+		}
+	}
+	p.log.Info("proxy listening", "addr", ln.Addr().String())
+
+	stop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		_ = ln.Close()
+	}()
+
+	err := p.accept(ctx, ln)
+	close(stop)
+	watch.Wait()
+	p.drain()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// accept runs the accept loop until the listener fails or is closed.
+func (p *Proxy) accept(ctx context.Context, ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off
+				// as net/http does rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				p.log.Warn("proxy accept", "err", err, "retry_in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		backoff = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			_ = c.Close()
+			continue
+		}
+		if p.active.Add(1) > int64(p.lim.MaxConns) {
+			p.active.Add(-1)
+			p.met.Connection(metrics.ConnOverload)
+			reset(tc)
+			continue
+		}
+		t := &tracked{client: tc}
+		if !p.track(t) {
+			p.active.Add(-1)
+			reset(tc)
+			continue
+		}
+		p.met.Active().Inc()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer p.met.Active().Dec()
+			defer p.active.Add(-1)
+			defer p.untrack(t)
+			p.handle(ctx, t, ln.Addr())
+		}()
+	}
+}
+
+func (p *Proxy) track(t *tracked) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[t] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(t *tracked) {
+	p.mu.Lock()
+	delete(p.conns, t)
+	p.mu.Unlock()
+	t.close()
+}
+
+// drain waits for the handlers up to the drain timeout, then closes every
+// connection left and waits for the handlers to return.
+func (p *Proxy) drain() {
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(p.lim.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	p.mu.Lock()
+	p.closed = true
+	left := make([]*tracked, 0, len(p.conns))
+	for c := range p.conns {
+		left = append(left, c)
+	}
+	p.mu.Unlock()
+	p.log.Info("proxy drain timeout, closing connections", "open", len(left))
+	for _, c := range left {
+		c.close()
+	}
+	<-done
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
+// ECONNABORTED…), which the net package still marks Temporary.
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+// reset closes c with an RST rather than a FIN, so that the client sees a
+// refused connection rather than an orderly end.
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
