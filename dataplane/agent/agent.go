@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,8 +123,6 @@ func Run(ctx context.Context, cfg Config) error {
 		met:    metrics.New(reg),
 		engine: &enforce.Engine{},
 	}
-	a.restore()
-
 	inbound, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.InboundAddr)
 	if err != nil {
 		return fmt.Errorf("agent: listen on inbound address %s: %w", cfg.InboundAddr, err)
@@ -157,6 +154,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.xds = xc
+	// Restore the cached policy before the proxy accepts a connection (they
+	// wait in the listen backlog until then).
+	xc.Restore()
 	agg := report.NewAggregator(cfg.MaxFlows)
 	rep := report.NewReporter(agg, bulkheadv1.NewFlowServiceClient(cc), cfg.Node, report.Options{
 		Interval: cfg.ReportInterval,
@@ -211,33 +211,22 @@ type agent struct {
 	nackSeen uint64
 }
 
-// restore installs the last good configuration from the cache, if any.
-func (a *agent) restore() {
-	if a.cfg.CacheDir == "" {
-		return
-	}
-	pp, ids, err := xdsclient.LoadCache(a.cfg.CacheDir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		a.log.Info("no cached policy; refusing connections until the control plane sends one", "dir", a.cfg.CacheDir)
-		return
-	case err != nil:
-		a.log.Warn("ignoring the cached policy", "dir", a.cfg.CacheDir, "err", err)
-		return
-	}
-	if err := a.apply(pp, ids); err != nil {
-		a.log.Warn("the cached policy does not compile; ignoring it", "err", err)
-		return
-	}
-	a.log.Info("restored the cached policy", "revision", pp.GetRevision())
-}
-
 // apply compiles a configuration and makes it the one in force. It is the
 // xDS client's Apply: an error keeps the previous policy and NACKs.
 func (a *agent) apply(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) error {
 	pol, err := enforce.Compile(pp, ids)
 	if err != nil {
 		return fmt.Errorf("compile policy: %w", err)
+	}
+	if len(ids) == 0 && a.engine.Load() == nil {
+		// The policy and the identities arrive in separate xDS responses.
+		// Installing a first policy without identities would judge every
+		// known peer as unknown (refused in protect mode) and report ready
+		// too early; the control plane always sends at least this node's
+		// own identity, so wait for it. The policy was checked (a bad one
+		// is still NACKed).
+		a.log.Info("policy received; waiting for identities before installing it", "revision", pp.GetRevision())
+		return nil
 	}
 	a.engine.Store(pol)
 	a.summary.Store(summarize(pp, len(ids)))

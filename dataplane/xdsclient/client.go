@@ -96,7 +96,9 @@ type Client struct {
 	mu     sync.Mutex
 	status Status
 
-	// Owned by Start's goroutine.
+	restoreOnce sync.Once
+
+	// Owned by Start's goroutine (and Restore, which runs before it).
 	st    state
 	storm map[string]*nackStorm // by type URL
 }
@@ -140,7 +142,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	defer c.running.Store(false)
 
-	c.restore()
+	c.Restore()
 	bo := newBackoff(retryMin, retryMax)
 	for {
 		healthy, err := c.runStream(ctx)
@@ -161,7 +163,13 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 }
 
-// restore loads and applies CacheDir/last-good.pb, if there is a usable one.
+// Restore loads and applies CacheDir/last-good.pb, if there is a usable one.
+// It runs once: Start calls it, and a caller that must have the cached policy
+// in force before it accepts traffic calls it first, before Start.
+func (c *Client) Restore() {
+	c.restoreOnce.Do(c.restore)
+}
+
 func (c *Client) restore() {
 	if c.cfg.CacheDir == "" {
 		return
