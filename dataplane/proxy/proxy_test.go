@@ -106,7 +106,7 @@ func TestDeniedCommandKeepsConnection(t *testing.T) {
 
 func TestRedisCLI(t *testing.T) {
 	if _, err := exec.LookPath("redis-cli"); err != nil {
-		t.Skip("no redis-cli")
+		t.Fatal("redis-cli not installed (apt-get install redis-tools)")
 	}
 	h := newHarness(t, protect(allowed...))
 	host, port, _ := net.SplitHostPort(h.addr)

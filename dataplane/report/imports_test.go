@@ -14,7 +14,7 @@ func TestImports(t *testing.T) {
 	}
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
-		t.Skipf("go list: %v", err)
+		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/bulkhead-io/bulkhead/"
 	for _, dep := range strings.Fields(string(out)) {

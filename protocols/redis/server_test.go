@@ -19,7 +19,7 @@ func startRedis(t *testing.T) func() net.Conn {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("redis-server not installed")
+		t.Fatal("redis-server not installed (apt-get install redis-server)")
 	}
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "redis.sock")

@@ -99,11 +99,11 @@ func needRoot(t *testing.T) {
 		t.Skip("end-to-end test: skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("end-to-end test: needs root (network namespaces, iptables)")
+		t.Fatal("end-to-end test: needs root (network namespaces, iptables); run make test as root, or go test -short to leave these out")
 	}
 	for _, tool := range []string{"ip", "iptables", "redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("end-to-end test: needs %s: %v", tool, err)
+			t.Fatalf("end-to-end test: needs %s (apt-get install redis-server redis-tools iptables iproute2): %v", tool, err)
 		}
 	}
 }
