@@ -55,6 +55,12 @@ func (o Op) String() string {
 // longer verb returns ErrTooLong.
 const MaxVerb = 64
 
+// MaxResources bounds the resources one Frame carries (Resource plus More):
+// the tables of a join, the topics of a Kafka request, the keys of a
+// multi-key get. A parser that finds more sets Frame.Overflow; the engine
+// then allows the message only under a matcher that allows any resource.
+const MaxResources = 16
+
 // Frame is one message, as views into the parser's input. Its slices are
 // valid until the next Parse call or until the input buffer is reused,
 // whichever comes first. A parser resets every field on each OpFrame.
@@ -69,6 +75,12 @@ type Frame struct {
 	// Resource is what the message acts on: a key, table, topic, qname,
 	// SNI or path. May be empty.
 	Resource []byte
+	// More holds the resources after Resource, NMore of them, when the
+	// message names several (More[:NMore]).
+	More  [MaxResources - 1][]byte
+	NMore int
+	// Overflow is set when the message names more than MaxResources.
+	Overflow bool
 	// Aux is protocol-specific context: database, Host header, statement
 	// class. May be empty.
 	Aux []byte
@@ -77,6 +89,45 @@ type Frame struct {
 	Args int
 	// Err is true when the message is an error reply.
 	Err bool
+	// NoReply is set on a request frame that the server will not answer
+	// (memcached "noreply", a Kafka Produce with acks=0), so that the proxy
+	// does not wait for its reply before placing a later denial.
+	NoReply bool
+	// Partial is set on a reply frame that does not complete the answer to
+	// a request, where a protocol answers one request with several frames
+	// (a MySQL result set, PostgreSQL messages before ReadyForQuery). The
+	// proxy counts answered requests by the frames without Partial.
+	Partial bool
+}
+
+// AddResource appends r as the message's next resource: into Resource when
+// it is empty, else into More; past MaxResources it sets Overflow.
+func (f *Frame) AddResource(r []byte) {
+	switch {
+	case f.Resource == nil:
+		f.Resource = r
+	case f.NMore < len(f.More):
+		f.More[f.NMore] = r
+		f.NMore++
+	default:
+		f.Overflow = true
+	}
+}
+
+// Resources calls fn for each resource of the message, in order, until fn
+// returns false. It does not allocate.
+func (f *Frame) Resources(fn func(r []byte) bool) {
+	if f.Resource == nil {
+		return
+	}
+	if !fn(f.Resource) {
+		return
+	}
+	for i := 0; i < f.NMore; i++ {
+		if !fn(f.More[i]) {
+			return
+		}
+	}
 }
 
 // Reset clears every field so that a Frame can be reused.
@@ -110,6 +161,15 @@ type Protocol struct {
 	// Deny appends the protocol's own error reply for a denied request
 	// to dst and returns it. reason is a short, safe, ASCII text (no CR/LF).
 	Deny func(dst []byte, f *Frame, reason string) []byte
+	// CloseOnDeny: after the deny reply the connection is closed (the
+	// protocol cannot continue past a refused message, e.g. TLS).
+	CloseOnDeny bool
+	// ServerFirst: the server speaks first (MySQL's greeting); Sniff is
+	// given the server's first bytes.
+	ServerFirst bool
+	// MaxMessage bounds the bytes of one message the proxy buffers for this
+	// protocol; zero means the proxy's default.
+	MaxMessage int
 }
 
 // Errors returned by parsers. Parsers may wrap them for context only off the

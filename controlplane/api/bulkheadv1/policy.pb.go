@@ -241,10 +241,18 @@ func (x *Port) GetProtocol() string {
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "<policy namespace>/<policy name>/<rule name>": unique, used in reports.
-	Name          string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Peers         []*Peer     `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"` // empty: any peer
-	Ports         []*Port     `protobuf:"bytes,3,rep,name=ports,proto3" json:"ports,omitempty"` // at least one
-	Redis         *RedisMatch `protobuf:"bytes,4,opt,name=redis,proto3" json:"redis,omitempty"` // unset: every Redis command
+	Name  string      `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Peers []*Peer     `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"` // empty: any peer
+	Ports []*Port     `protobuf:"bytes,3,rep,name=ports,proto3" json:"ports,omitempty"` // at least one
+	Redis *RedisMatch `protobuf:"bytes,4,opt,name=redis,proto3" json:"redis,omitempty"` // unset: every Redis command
+	// Generic L7 matchers for every protocol but Redis, on the rule's ports
+	// whose protocol is a parsed one. A message is allowed when each of the
+	// resources it names (or, naming none, the message itself) is covered by
+	// one L7Rule: its verb is among verbs, its aux matches aux, and the
+	// resource matches resources (an empty list matches anything). Empty:
+	// every message. What verb, resource and aux are for each protocol is in
+	// protocols/<name>/README.md.
+	L7            []*L7Rule `protobuf:"bytes,5,rep,name=l7,proto3" json:"l7,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -307,6 +315,206 @@ func (x *Rule) GetRedis() *RedisMatch {
 	return nil
 }
 
+func (x *Rule) GetL7() []*L7Rule {
+	if x != nil {
+		return x.L7
+	}
+	return nil
+}
+
+// L7Rule is one allowed message shape, matched against protocols/l7.Frame.
+type L7Rule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Upper-case; "VERB|SUB" narrows a sub-command. Empty: any verb.
+	Verbs []string `protobuf:"bytes,1,rep,name=verbs,proto3" json:"verbs,omitempty"`
+	// Empty: any resource (and messages that name none).
+	Resources []*Pattern `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Empty: any aux (database, Host, client id…).
+	Aux           []*Pattern `protobuf:"bytes,3,rep,name=aux,proto3" json:"aux,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *L7Rule) Reset() {
+	*x = L7Rule{}
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *L7Rule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*L7Rule) ProtoMessage() {}
+
+func (x *L7Rule) ProtoReflect() protoreflect.Message {
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use L7Rule.ProtoReflect.Descriptor instead.
+func (*L7Rule) Descriptor() ([]byte, []int) {
+	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *L7Rule) GetVerbs() []string {
+	if x != nil {
+		return x.Verbs
+	}
+	return nil
+}
+
+func (x *L7Rule) GetResources() []*Pattern {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *L7Rule) GetAux() []*Pattern {
+	if x != nil {
+		return x.Aux
+	}
+	return nil
+}
+
+// Pattern matches one byte string. Comparison is exact, unless fold_case.
+type Pattern struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Pattern_Exact
+	//	*Pattern_Prefix
+	//	*Pattern_Suffix
+	//	*Pattern_Template
+	Kind isPattern_Kind `protobuf_oneof:"kind"`
+	// ASCII case-insensitive (host names, SQL identifiers).
+	FoldCase      bool `protobuf:"varint,5,opt,name=fold_case,json=foldCase,proto3" json:"fold_case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pattern) Reset() {
+	*x = Pattern{}
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pattern) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pattern) ProtoMessage() {}
+
+func (x *Pattern) ProtoReflect() protoreflect.Message {
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pattern.ProtoReflect.Descriptor instead.
+func (*Pattern) Descriptor() ([]byte, []int) {
+	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Pattern) GetKind() isPattern_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Pattern) GetExact() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Pattern_Exact); ok {
+			return x.Exact
+		}
+	}
+	return ""
+}
+
+func (x *Pattern) GetPrefix() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Pattern_Prefix); ok {
+			return x.Prefix
+		}
+	}
+	return ""
+}
+
+func (x *Pattern) GetSuffix() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Pattern_Suffix); ok {
+			return x.Suffix
+		}
+	}
+	return ""
+}
+
+func (x *Pattern) GetTemplate() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Pattern_Template); ok {
+			return x.Template
+		}
+	}
+	return ""
+}
+
+func (x *Pattern) GetFoldCase() bool {
+	if x != nil {
+		return x.FoldCase
+	}
+	return false
+}
+
+type isPattern_Kind interface {
+	isPattern_Kind()
+}
+
+type Pattern_Exact struct {
+	Exact string `protobuf:"bytes,1,opt,name=exact,proto3,oneof"`
+}
+
+type Pattern_Prefix struct {
+	// The value starts with it ("/api/", "orders.").
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3,oneof"`
+}
+
+type Pattern_Suffix struct {
+	// The value ends with it: "*.example.com" is suffix ".example.com".
+	Suffix string `protobuf:"bytes,3,opt,name=suffix,proto3,oneof"`
+}
+
+type Pattern_Template struct {
+	// A path template: "/users/{id}/orders" — "{name}" matches exactly one
+	// non-empty segment, a final "{*}" the rest of the path (one or more
+	// segments). Segments are separated by "/".
+	Template string `protobuf:"bytes,4,opt,name=template,proto3,oneof"`
+}
+
+func (*Pattern_Exact) isPattern_Kind() {}
+
+func (*Pattern_Prefix) isPattern_Kind() {}
+
+func (*Pattern_Suffix) isPattern_Kind() {}
+
+func (*Pattern_Template) isPattern_Kind() {}
+
 type Peer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Peer:
@@ -321,7 +529,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[3]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +541,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[3]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +554,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Peer) GetPeer() isPeer_Peer {
@@ -418,7 +626,7 @@ type RedisMatch struct {
 
 func (x *RedisMatch) Reset() {
 	*x = RedisMatch{}
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[4]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +638,7 @@ func (x *RedisMatch) String() string {
 func (*RedisMatch) ProtoMessage() {}
 
 func (x *RedisMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[4]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +651,7 @@ func (x *RedisMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedisMatch.ProtoReflect.Descriptor instead.
 func (*RedisMatch) Descriptor() ([]byte, []int) {
-	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RedisMatch) GetCommands() []string {
@@ -468,7 +676,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[5]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +688,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_bulkhead_v1_policy_proto_msgTypes[5]
+	mi := &file_bulkhead_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +701,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_bulkhead_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Identity) GetWorkload() string {
@@ -539,12 +747,24 @@ const file_bulkhead_v1_policy_proto_rawDesc = "" +
 	"\brevision\x18\a \x01(\tR\brevision\"6\n" +
 	"\x04Port\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x1a\n" +
-	"\bprotocol\x18\x02 \x01(\tR\bprotocol\"\x9b\x01\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\"\xc0\x01\n" +
 	"\x04Rule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x05peers\x18\x02 \x03(\v2\x11.bulkhead.v1.PeerR\x05peers\x12'\n" +
 	"\x05ports\x18\x03 \x03(\v2\x11.bulkhead.v1.PortR\x05ports\x12-\n" +
-	"\x05redis\x18\x04 \x01(\v2\x17.bulkhead.v1.RedisMatchR\x05redis\"`\n" +
+	"\x05redis\x18\x04 \x01(\v2\x17.bulkhead.v1.RedisMatchR\x05redis\x12#\n" +
+	"\x02l7\x18\x05 \x03(\v2\x13.bulkhead.v1.L7RuleR\x02l7\"z\n" +
+	"\x06L7Rule\x12\x14\n" +
+	"\x05verbs\x18\x01 \x03(\tR\x05verbs\x122\n" +
+	"\tresources\x18\x02 \x03(\v2\x14.bulkhead.v1.PatternR\tresources\x12&\n" +
+	"\x03aux\x18\x03 \x03(\v2\x14.bulkhead.v1.PatternR\x03aux\"\x98\x01\n" +
+	"\aPattern\x12\x16\n" +
+	"\x05exact\x18\x01 \x01(\tH\x00R\x05exact\x12\x18\n" +
+	"\x06prefix\x18\x02 \x01(\tH\x00R\x06prefix\x12\x18\n" +
+	"\x06suffix\x18\x03 \x01(\tH\x00R\x06suffix\x12\x1c\n" +
+	"\btemplate\x18\x04 \x01(\tH\x00R\btemplate\x12\x1b\n" +
+	"\tfold_case\x18\x05 \x01(\bR\bfoldCaseB\x06\n" +
+	"\x04kind\"`\n" +
 	"\x04Peer\x12\x1a\n" +
 	"\asegment\x18\x01 \x01(\tH\x00R\asegment\x12\x1e\n" +
 	"\tnamespace\x18\x02 \x01(\tH\x00R\tnamespace\x12\x14\n" +
@@ -577,29 +797,34 @@ func file_bulkhead_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_bulkhead_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_bulkhead_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_bulkhead_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_bulkhead_v1_policy_proto_goTypes = []any{
 	(Mode)(0),           // 0: bulkhead.v1.Mode
 	(*ProxyPolicy)(nil), // 1: bulkhead.v1.ProxyPolicy
 	(*Port)(nil),        // 2: bulkhead.v1.Port
 	(*Rule)(nil),        // 3: bulkhead.v1.Rule
-	(*Peer)(nil),        // 4: bulkhead.v1.Peer
-	(*RedisMatch)(nil),  // 5: bulkhead.v1.RedisMatch
-	(*Identity)(nil),    // 6: bulkhead.v1.Identity
+	(*L7Rule)(nil),      // 4: bulkhead.v1.L7Rule
+	(*Pattern)(nil),     // 5: bulkhead.v1.Pattern
+	(*Peer)(nil),        // 6: bulkhead.v1.Peer
+	(*RedisMatch)(nil),  // 7: bulkhead.v1.RedisMatch
+	(*Identity)(nil),    // 8: bulkhead.v1.Identity
 }
 var file_bulkhead_v1_policy_proto_depIdxs = []int32{
-	0, // 0: bulkhead.v1.ProxyPolicy.mode:type_name -> bulkhead.v1.Mode
-	2, // 1: bulkhead.v1.ProxyPolicy.ports:type_name -> bulkhead.v1.Port
-	3, // 2: bulkhead.v1.ProxyPolicy.ingress:type_name -> bulkhead.v1.Rule
-	3, // 3: bulkhead.v1.ProxyPolicy.egress:type_name -> bulkhead.v1.Rule
-	4, // 4: bulkhead.v1.Rule.peers:type_name -> bulkhead.v1.Peer
-	2, // 5: bulkhead.v1.Rule.ports:type_name -> bulkhead.v1.Port
-	5, // 6: bulkhead.v1.Rule.redis:type_name -> bulkhead.v1.RedisMatch
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: bulkhead.v1.ProxyPolicy.mode:type_name -> bulkhead.v1.Mode
+	2,  // 1: bulkhead.v1.ProxyPolicy.ports:type_name -> bulkhead.v1.Port
+	3,  // 2: bulkhead.v1.ProxyPolicy.ingress:type_name -> bulkhead.v1.Rule
+	3,  // 3: bulkhead.v1.ProxyPolicy.egress:type_name -> bulkhead.v1.Rule
+	6,  // 4: bulkhead.v1.Rule.peers:type_name -> bulkhead.v1.Peer
+	2,  // 5: bulkhead.v1.Rule.ports:type_name -> bulkhead.v1.Port
+	7,  // 6: bulkhead.v1.Rule.redis:type_name -> bulkhead.v1.RedisMatch
+	4,  // 7: bulkhead.v1.Rule.l7:type_name -> bulkhead.v1.L7Rule
+	5,  // 8: bulkhead.v1.L7Rule.resources:type_name -> bulkhead.v1.Pattern
+	5,  // 9: bulkhead.v1.L7Rule.aux:type_name -> bulkhead.v1.Pattern
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_bulkhead_v1_policy_proto_init() }
@@ -607,7 +832,13 @@ func file_bulkhead_v1_policy_proto_init() {
 	if File_bulkhead_v1_policy_proto != nil {
 		return
 	}
-	file_bulkhead_v1_policy_proto_msgTypes[3].OneofWrappers = []any{
+	file_bulkhead_v1_policy_proto_msgTypes[4].OneofWrappers = []any{
+		(*Pattern_Exact)(nil),
+		(*Pattern_Prefix)(nil),
+		(*Pattern_Suffix)(nil),
+		(*Pattern_Template)(nil),
+	}
+	file_bulkhead_v1_policy_proto_msgTypes[5].OneofWrappers = []any{
 		(*Peer_Segment)(nil),
 		(*Peer_Namespace)(nil),
 		(*Peer_Cidr)(nil),
@@ -618,7 +849,7 @@ func file_bulkhead_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_bulkhead_v1_policy_proto_rawDesc), len(file_bulkhead_v1_policy_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

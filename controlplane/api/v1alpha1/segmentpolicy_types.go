@@ -30,8 +30,17 @@ const (
 
 // Protocol names, as used in CRDs, xDS and metrics. "tcp" means L4 only.
 const (
-	ProtocolTCP   = "tcp"
-	ProtocolRedis = "redis"
+	ProtocolTCP       = "tcp"
+	ProtocolRedis     = "redis"
+	ProtocolHTTP      = "http"  // HTTP/1.1
+	ProtocolHTTP2     = "http2" // HTTP/2 (h2c), gRPC included
+	ProtocolTLS       = "tls"
+	ProtocolDNS       = "dns"
+	ProtocolMySQL     = "mysql"
+	ProtocolPostgres  = "postgres"
+	ProtocolKafka     = "kafka"
+	ProtocolMemcached = "memcached"
+	ProtocolMongoDB   = "mongodb"
 )
 
 // SegmentPolicy is the policy of one segment: which workloads form it, the
@@ -109,6 +118,31 @@ type Rule struct {
 	// Redis restricts Redis traffic to these commands.
 	// +optional
 	Redis *RedisMatch `json:"redis,omitempty"`
+
+	// HTTP restricts HTTP/1.1 and HTTP/2 requests.
+	// +optional
+	HTTP *HTTPMatch `json:"http,omitempty"`
+	// GRPC restricts gRPC calls (on http2 ports).
+	// +optional
+	GRPC *GRPCMatch `json:"grpc,omitempty"`
+	// TLS restricts TLS connections by the server name they ask for.
+	// +optional
+	TLS *TLSMatch `json:"tls,omitempty"`
+	// DNS restricts DNS queries.
+	// +optional
+	DNS *DNSMatch `json:"dns,omitempty"`
+	// SQL restricts MySQL and PostgreSQL statements.
+	// +optional
+	SQL *SQLMatch `json:"sql,omitempty"`
+	// Kafka restricts Kafka requests.
+	// +optional
+	Kafka *KafkaMatch `json:"kafka,omitempty"`
+	// Memcached restricts memcached commands.
+	// +optional
+	Memcached *MemcachedMatch `json:"memcached,omitempty"`
+	// MongoDB restricts MongoDB commands.
+	// +optional
+	MongoDB *MongoDBMatch `json:"mongodb,omitempty"`
 }
 
 // Peer is one end of a flow. Exactly one of Segment, Namespace (alone) or
@@ -145,6 +179,112 @@ type RedisMatch struct {
 	// +kubebuilder:validation:MinItems=1
 	// +listType=set
 	Commands []string `json:"commands"`
+}
+
+// HTTPMatch allows HTTP requests. Every list left empty allows anything. A
+// request is allowed when its method, normalised path and host each match.
+type HTTPMatch struct {
+	// Methods, upper case: GET, POST…
+	// +optional
+	// +listType=set
+	Methods []string `json:"methods,omitempty"`
+	// Paths: exact ("/healthz"), prefix ("/static/*") or template
+	// ("/users/{id}", "/files/{*}"), matched against the normalised path
+	// (percent-decoded, dot-segments removed, repeated slashes folded, ";"
+	// parameters dropped).
+	// +optional
+	// +listType=set
+	Paths []string `json:"paths,omitempty"`
+	// Hosts: exact or "*.suffix", case-insensitive, port ignored.
+	// +optional
+	// +listType=set
+	Hosts []string `json:"hosts,omitempty"`
+}
+
+// GRPCMatch allows gRPC methods: "package.Service/Method" or
+// "package.Service/*".
+type GRPCMatch struct {
+	// +kubebuilder:validation:MinItems=1
+	// +listType=set
+	Methods []string `json:"methods"`
+}
+
+// TLSMatch allows TLS connections whose ClientHello names one of these
+// servers (SNI): exact or "*.suffix", case-insensitive.
+type TLSMatch struct {
+	// +kubebuilder:validation:MinItems=1
+	// +listType=set
+	ServerNames []string `json:"serverNames"`
+}
+
+// DNSMatch allows DNS queries by name (exact or "*.suffix",
+// case-insensitive) and type (A, AAAA, …; empty: any).
+type DNSMatch struct {
+	// +kubebuilder:validation:MinItems=1
+	// +listType=set
+	Names []string `json:"names"`
+	// +optional
+	// +listType=set
+	Types []string `json:"types,omitempty"`
+}
+
+// SQLMatch allows SQL statements by verb (SELECT, INSERT, COPY_PROGRAM…),
+// database and the tables they name ("schema.table" or "table",
+// case-insensitive; "schema.*" for every table of a schema). Empty lists
+// allow anything.
+type SQLMatch struct {
+	// +optional
+	// +listType=set
+	Verbs []string `json:"verbs,omitempty"`
+	// +optional
+	// +listType=set
+	Databases []string `json:"databases,omitempty"`
+	// +optional
+	// +listType=set
+	Tables []string `json:"tables,omitempty"`
+}
+
+// KafkaMatch allows Kafka requests by role (produce, consume, admin) or API
+// name (Produce, Fetch, Metadata…), topic (exact or "prefix*") and client
+// id. Empty lists allow anything.
+type KafkaMatch struct {
+	// +optional
+	// +listType=set
+	Roles []string `json:"roles,omitempty"`
+	// +optional
+	// +listType=set
+	APIs []string `json:"apis,omitempty"`
+	// +optional
+	// +listType=set
+	Topics []string `json:"topics,omitempty"`
+	// +optional
+	// +listType=set
+	ClientIDs []string `json:"clientIDs,omitempty"`
+}
+
+// MemcachedMatch allows memcached commands, optionally only on keys with one
+// of the prefixes.
+type MemcachedMatch struct {
+	// +optional
+	// +listType=set
+	Commands []string `json:"commands,omitempty"`
+	// +optional
+	// +listType=set
+	KeyPrefixes []string `json:"keyPrefixes,omitempty"`
+}
+
+// MongoDBMatch allows MongoDB commands (find, insert, …) by database and
+// collection. Empty lists allow anything.
+type MongoDBMatch struct {
+	// +optional
+	// +listType=set
+	Commands []string `json:"commands,omitempty"`
+	// +optional
+	// +listType=set
+	Databases []string `json:"databases,omitempty"`
+	// +optional
+	// +listType=set
+	Collections []string `json:"collections,omitempty"`
 }
 
 // SegmentPolicyStatus is what the control plane observed. It is never

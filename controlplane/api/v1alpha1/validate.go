@@ -129,6 +129,7 @@ func (r *Rule) validate() []error {
 		}
 		protos[proto] = true
 	}
+	r.validateMatchers(protos, add)
 	if r.Redis != nil {
 		if !protos[ProtocolRedis] {
 			add("redis", "redis matcher on a rule with no redis port")

@@ -61,6 +61,7 @@ func (r *Rule) Normalize() {
 	if r.Redis != nil {
 		r.Redis.Commands = normalizeSet(r.Redis.Commands)
 	}
+	r.normalizeMatchers()
 }
 
 func normalizeSet(in []string) []string {
