@@ -37,6 +37,11 @@ const (
 	// OpSkip: the first n bytes carry nothing to decide on (for example an
 	// attribute or push message in the reply direction); forward them.
 	OpSkip
+	// OpPass: nothing more on this connection can be decided on (TLS after
+	// the ClientHello, a session that switched to TLS): forward the rest of
+	// both directions unparsed. n is 0. The parser reports why through the
+	// last Frame it returned, if any.
+	OpPass
 )
 
 func (o Op) String() string {
@@ -47,6 +52,8 @@ func (o Op) String() string {
 		return "frame"
 	case OpSkip:
 		return "skip"
+	case OpPass:
+		return "pass"
 	}
 	return "op?"
 }
