@@ -35,7 +35,10 @@ const (
 	// OpFrame: the first n bytes are one message, described in the Frame.
 	OpFrame
 	// OpSkip: the first n bytes carry nothing to decide on (for example an
-	// attribute or push message in the reply direction); forward them.
+	// attribute or push message in the reply direction, or the body of the
+	// request framed just before); forward them. In the request direction,
+	// skipped bytes that follow a denied frame, up to the next frame, belong
+	// to it (its body) and are dropped with it.
 	OpSkip
 	// OpPass: nothing more on this connection can be decided on (TLS after
 	// the ClientHello, a session that switched to TLS): forward the rest of
@@ -177,6 +180,15 @@ type Protocol struct {
 	// MaxMessage bounds the bytes of one message the proxy buffers for this
 	// protocol; zero means the proxy's default.
 	MaxMessage int
+}
+
+// DenyObserver is implemented by parsers whose framing depends on what the
+// proxy did with a request: the proxy calls Denied after it answered the
+// request frame f with the protocol's deny reply instead of forwarding it
+// (PostgreSQL's extended protocol then discards messages up to Sync, as the
+// server would after an error). Denied must not allocate.
+type DenyObserver interface {
+	Denied(f *Frame)
 }
 
 // Errors returned by parsers. Parsers may wrap them for context only off the
