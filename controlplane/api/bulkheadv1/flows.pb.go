@@ -228,7 +228,16 @@ type Flow struct {
 	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
 	LastSeen  *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// Whether the flow is a connection (L4) rather than a message (L7).
-	Connection    bool `protobuf:"varint,18,opt,name=connection,proto3" json:"connection,omitempty"`
+	Connection bool `protobuf:"varint,18,opt,name=connection,proto3" json:"connection,omitempty"`
+	// L7 detail beyond the verb (see docs/contracts.md, "L7 frames"): the
+	// first resource (HTTP path, table, topic, query name, SNI…), at most 256
+	// bytes, and the aux field (host, database, client id), at most 128 bytes.
+	// Redis keys are never reported.
+	Resource string `protobuf:"bytes,19,opt,name=resource,proto3" json:"resource,omitempty"`
+	Aux      string `protobuf:"bytes,20,opt,name=aux,proto3" json:"aux,omitempty"`
+	// Further resources of the message (the other tables of a join), at most
+	// 15, each at most 256 bytes.
+	MoreResources []string `protobuf:"bytes,21,rep,name=more_resources,json=moreResources,proto3" json:"more_resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -389,6 +398,27 @@ func (x *Flow) GetConnection() bool {
 	return false
 }
 
+func (x *Flow) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Flow) GetAux() string {
+	if x != nil {
+		return x.Aux
+	}
+	return ""
+}
+
+func (x *Flow) GetMoreResources() []string {
+	if x != nil {
+		return x.MoreResources
+	}
+	return nil
+}
+
 type ReportSummary struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Accepted      uint64                 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
@@ -450,7 +480,7 @@ const file_bulkhead_v1_flows_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\tR\brevision\x12'\n" +
 	"\x05flows\x18\x03 \x03(\v2\x11.bulkhead.v1.FlowR\x05flows\x12\x18\n" +
-	"\adropped\x18\x04 \x01(\x04R\adropped\"\xcc\x04\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\"\xa1\x05\n" +
 	"\x04Flow\x124\n" +
 	"\tdirection\x18\x01 \x01(\x0e2\x16.bulkhead.v1.DirectionR\tdirection\x12\x15\n" +
 	"\x06src_ip\x18\x02 \x01(\tR\x05srcIp\x12\x1f\n" +
@@ -475,7 +505,10 @@ const file_bulkhead_v1_flows_proto_rawDesc = "" +
 	"\tlast_seen\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1e\n" +
 	"\n" +
 	"connection\x18\x12 \x01(\bR\n" +
-	"connection\"G\n" +
+	"connection\x12\x1a\n" +
+	"\bresource\x18\x13 \x01(\tR\bresource\x12\x10\n" +
+	"\x03aux\x18\x14 \x01(\tR\x03aux\x12%\n" +
+	"\x0emore_resources\x18\x15 \x03(\tR\rmoreResources\"G\n" +
 	"\rReportSummary\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x04R\baccepted\x12\x1a\n" +
 	"\brejected\x18\x02 \x01(\x04R\brejected*S\n" +
