@@ -317,11 +317,14 @@ func (a *api) segments() []Segment {
 	settings := a.Store.Settings()
 	for _, p := range a.Store.List() {
 		s := add(p.Namespace, p.Name)
-		if s.Mode == "" {
+		// The store is the truth; the compiled mode lags it by the
+		// compile debounce, so a "mode get" right after "mode set" would
+		// show the old mode.
+		switch {
+		case p.Spec.Mode != "":
 			s.Mode = p.Spec.Mode
-			if s.Mode == "" {
-				s.Mode = settings.Mode(p.Namespace)
-			}
+		case s.Mode == "":
+			s.Mode = settings.Mode(p.Namespace)
 		}
 		s.Rules = len(p.Spec.Ingress) + len(p.Spec.Egress)
 		s.Learned = int(p.Status.LearnedRules)
