@@ -16,7 +16,8 @@ import (
 const (
 	// MaxRules bounds the rules of one direction of a ProxyPolicy.
 	MaxRules = 1 << 16
-	// MaxCommands bounds the commands of one RedisMatch.
+	// MaxCommands bounds the commands of one RedisMatch and the verbs of
+	// one L7Rule.
 	MaxCommands = 4096
 	// MaxNameLen bounds rule names, segment keys and namespaces in bytes.
 	MaxNameLen = 512
@@ -60,13 +61,26 @@ type rule struct {
 	nss   []string
 	cidrs []netip.Prefix
 	ports []rulePort
-	cmds  []command // the Redis matcher; used only when hasL7
-	hasL7 bool      // the rule has a Redis matcher
+	cmds  []command // the Redis matcher; used only when hasRedis
+	l7    []*l7Rule // the generic matcher; none: every message
+	// hasRedis: the rule has a Redis matcher (maybe with no valid command).
+	hasRedis bool
 }
 
 type rulePort struct {
-	port  uint16
-	redis bool // the rule's protocol on this port is redis: its matcher applies
+	port uint16
+	kind portKind // the rule's protocol on this port: which matcher applies
+}
+
+// judge says what judges the rule's messages on a port of kind k.
+func (r *rule) judge(k portKind) portState {
+	switch {
+	case k == kindRedis && r.hasRedis:
+		return stateRedis
+	case k == kindParsed && len(r.l7) > 0:
+		return stateL7
+	}
+	return stateOpen
 }
 
 // command is an upper-case Redis command name and optional sub-command.
@@ -92,10 +106,17 @@ type ident struct {
 // own namespace; one address may appear in several identities only with the
 // same segment. IPv4-mapped IPv6 addresses and prefixes are treated as IPv4.
 func Compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) (*Policy, error) {
+	return compile(pp, ids, parsedProtocols())
+}
+
+// compile is Compile with the names of the parsed protocols given (tests
+// add protocols that protocols/all does not list yet).
+func compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity, parsed []string) (*Policy, error) {
 	if pp == nil {
 		return nil, fmt.Errorf("%w: policy is nil", ErrInvalid)
 	}
 	var pr problems
+	protos := newProtoSet(parsed)
 	p := &Policy{
 		revision:  pp.GetRevision(),
 		namespace: pp.GetNamespace(),
@@ -126,7 +147,7 @@ func Compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) (*Policy, e
 	seen := make(map[uint16]int, len(pp.GetPorts()))
 	for i, port := range pp.GetPorts() {
 		path := fmt.Sprintf("ports[%d]", i)
-		num, proto, ok := checkPort(&pr, path, port)
+		num, proto, _, ok := checkPort(&pr, protos, path, port)
 		if !ok {
 			continue
 		}
@@ -140,8 +161,8 @@ func Compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) (*Policy, e
 	}
 	slices.SortFunc(p.ports, func(a, b Port) int { return cmp.Compare(a.Port, b.Port) })
 
-	in := checkRules(&pr, "ingress", pp.GetIngress())
-	out := checkRules(&pr, "egress", pp.GetEgress())
+	in := checkRules(&pr, protos, "ingress", pp.GetIngress())
+	out := checkRules(&pr, protos, "egress", pp.GetEgress())
 	p.ids = checkIdentities(&pr, ids)
 	if err := pr.err(); err != nil {
 		return nil, err
@@ -152,10 +173,10 @@ func Compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) (*Policy, e
 }
 
 // checkPort validates one Port: its number and protocol name.
-func checkPort(pr *problems, path string, port *bulkheadv1.Port) (uint16, string, bool) {
+func checkPort(pr *problems, protos protoSet, path string, port *bulkheadv1.Port) (uint16, string, portKind, bool) {
 	if port == nil {
 		pr.add(path, "nil port")
-		return 0, "", false
+		return 0, "", 0, false
 	}
 	ok := true
 	if n := port.GetPort(); n < 1 || n > 65535 {
@@ -166,15 +187,16 @@ func checkPort(pr *problems, path string, port *bulkheadv1.Port) (uint16, string
 	if proto == "" {
 		proto = protoTCP
 	}
-	if !knownProtocol(proto) {
-		pr.add(path+".protocol", "unknown protocol %q (want one of %s)", port.GetProtocol(), strings.Join(knownProtocols, ", "))
+	kind, known := protos.kind(proto)
+	if !known {
+		pr.add(path+".protocol", "unknown protocol %q (want one of %s)", port.GetProtocol(), strings.Join(protos.names, ", "))
 		ok = false
 	}
-	return uint16(port.GetPort()), proto, ok
+	return uint16(port.GetPort()), proto, kind, ok
 }
 
 // checkRules validates the rules of one direction.
-func checkRules(pr *problems, dir string, in []*bulkheadv1.Rule) []*rule {
+func checkRules(pr *problems, protos protoSet, dir string, in []*bulkheadv1.Rule) []*rule {
 	if len(in) > MaxRules {
 		pr.add(dir, "%d rules, at most %d", len(in), MaxRules)
 		return nil
@@ -233,10 +255,10 @@ func checkRules(pr *problems, dir string, in []*bulkheadv1.Rule) []*rule {
 		if len(r.GetPorts()) == 0 {
 			pr.add(path+".ports", "at least one port is required")
 		}
-		anyRedis := false
+		anyRedis, anyParsed := false, false
 		for j, port := range r.GetPorts() {
 			ppath := fmt.Sprintf("%s.ports[%d]", path, j)
-			num, proto, ok := checkPort(pr, ppath, port)
+			num, _, kind, ok := checkPort(pr, protos, ppath, port)
 			if !ok {
 				continue
 			}
@@ -248,12 +270,13 @@ func checkRules(pr *problems, dir string, in []*bulkheadv1.Rule) []*rule {
 				pr.add(ppath+".port", "port %d listed twice", num)
 				continue
 			}
-			c.ports = append(c.ports, rulePort{port: num, redis: proto == protoRedis})
-			anyRedis = anyRedis || proto == protoRedis
+			c.ports = append(c.ports, rulePort{port: num, kind: kind})
+			anyRedis = anyRedis || kind == kindRedis
+			anyParsed = anyParsed || kind == kindParsed
 		}
 
 		if m := r.GetRedis(); m != nil {
-			c.hasL7 = true
+			c.hasRedis = true
 			cmds := m.GetCommands()
 			switch {
 			case !anyRedis:
@@ -265,7 +288,7 @@ func checkRules(pr *problems, dir string, in []*bulkheadv1.Rule) []*rule {
 			}
 			if len(cmds) <= MaxCommands {
 				for j, s := range cmds {
-					cmd, err := parseCommand(s)
+					cmd, err := parseCommand(s, "command")
 					if err != "" {
 						pr.add(fmt.Sprintf("%s.redis.commands[%d]", path, j), "%q: %s", s, err)
 						continue
@@ -273,6 +296,13 @@ func checkRules(pr *problems, dir string, in []*bulkheadv1.Rule) []*rule {
 					c.cmds = append(c.cmds, cmd)
 				}
 			}
+		}
+		if len(r.GetL7()) > 0 {
+			if !anyParsed {
+				pr.add(path+".l7", "l7 matcher on a rule with no port of a parsed protocol other than redis (want one of %s)",
+					strings.Join(protos.generic(), ", "))
+			}
+			c.l7 = checkL7(pr, path, r.GetL7())
 		}
 		out = append(out, c)
 	}
@@ -318,23 +348,24 @@ func checkIdentities(pr *problems, ids []*bulkheadv1.Identity) map[netip.Addr]id
 	return table
 }
 
-// parseCommand splits and validates a Redis matcher entry ("GET",
-// "config|get") and upper-cases it. It returns a non-empty problem on error.
-func parseCommand(s string) (command, string) {
+// parseCommand splits and validates a Redis matcher entry or an L7Rule
+// verb ("GET", "config|get"; noun is "command" or "verb") and upper-cases
+// it. It returns a non-empty problem on error.
+func parseCommand(s, noun string) (command, string) {
 	verb, sub, hasSub := strings.Cut(s, "|")
 	switch {
 	case verb == "":
-		return command{}, "empty command name"
+		return command{}, "empty " + noun + " name"
 	case hasSub && sub == "":
 		return command{}, "empty sub-command after '|'"
 	case strings.Contains(sub, "|"):
 		return command{}, "more than one '|'"
 	case len(verb) > l7.MaxVerb:
-		return command{}, fmt.Sprintf("command name longer than %d bytes", l7.MaxVerb)
+		return command{}, fmt.Sprintf("%s name longer than %d bytes", noun, l7.MaxVerb)
 	case len(sub) > l7.MaxVerb:
 		return command{}, fmt.Sprintf("sub-command longer than %d bytes", l7.MaxVerb)
 	case !printable(verb) || !printable(sub) || strings.Contains(s, " "):
-		return command{}, "command names are printable ASCII without spaces"
+		return command{}, noun + " names are printable ASCII without spaces"
 	}
 	return command{verb: upperASCII(verb), sub: upperASCII(sub)}, ""
 }

@@ -85,15 +85,30 @@ func (c *Conn) Connect() Decision {
 	return Decision{Verdict: Allow, Rule: c.m.names[c.m.first]}
 }
 
-// Message judges one request frame (L7); f must not be nil. Replies (f.Dir != DirRequest) are
-// not judged: they get Allow with no rule. A request is allowed by the first
-// rule, in name order, that admits the peer on the port and either has no
-// matcher for the port's protocol or lists the command: Redis command names
-// and sub-commands compare case-insensitively; a rule's "CONFIG" allows every
-// CONFIG sub-command, "CONFIG|GET" only CONFIG GET. When no rule allows it,
-// the mode decides as for Connect, with Reason NoRule (no rule admits the
-// peer on the port) or L7 (rules do, but none allows this message). It
-// allocates nothing and does one or two map lookups.
+// Message judges one request frame (L7); f must not be nil. Replies
+// (f.Dir != DirRequest) are not judged: they get Allow with no rule. A
+// request is allowed by the first rule, in name order, that admits the peer
+// on the port and either has no matcher for the port's protocol or whose
+// matcher allows it:
+//
+//   - Redis (Rule.redis): command names and sub-commands compare
+//     case-insensitively; "CONFIG" allows every CONFIG sub-command,
+//     "CONFIG|GET" only CONFIG GET.
+//   - Other parsed protocols (Rule.l7): each resource the message names
+//     (Resource, then More[:NMore]; a message naming none counts as one
+//     resource that only L7Rules without resource patterns cover) must be
+//     covered by an L7Rule of the admitting rules whose verbs list the
+//     message's verb (case-insensitively; "VERB|SUB" as for Redis) or are
+//     empty, whose aux patterns match Aux or are empty, and whose resource
+//     patterns match the resource or are empty. With Overflow, only an
+//     L7Rule without resource patterns covers the message. The rule
+//     reported is the lowest that covers the first resource.
+//
+// When no rule allows it, the mode decides as for Connect, with Reason
+// NoRule (no rule admits the peer on the port) or L7 (rules do, but none
+// allows this message). It allocates nothing: a few map lookups on stack
+// buffers, bounded by the message's resources and the patterns' distinct
+// lengths, never a scan over rules.
 func (c *Conn) Message(f *l7.Frame) Decision {
 	if c.policy == nil {
 		return Protect.judge(NoRule)
@@ -105,24 +120,37 @@ func (c *Conn) Message(f *l7.Frame) Decision {
 	if m == nil {
 		return c.policy.mode.judge(NoRule)
 	}
-	best := m.open
-	if m.verbs != nil && len(f.Verb) > 0 && len(f.Verb) <= l7.MaxVerb {
-		var buf [l7.MaxVerb]byte
-		n := upperInto(buf[:], f.Verb)
-		if e, ok := m.verbs[string(buf[:n])]; ok {
-			r := e.any
-			if e.subs != nil && len(f.Sub) > 0 && len(f.Sub) <= l7.MaxVerb {
-				n = upperInto(buf[:], f.Sub)
-				if s, ok := e.subs[string(buf[:n])]; ok && (r < 0 || s < r) {
-					r = s
+	best := int32(noRank)
+	if m.open >= 0 {
+		best = m.open
+	}
+	if m.verbs != nil || m.l7 != nil {
+		var vb, sb [l7.MaxVerb]byte
+		var verb, sub []byte
+		if n := len(f.Verb); n > 0 && n <= l7.MaxVerb {
+			verb = vb[:upperInto(vb[:], f.Verb)]
+		}
+		if n := len(f.Sub); n > 0 && n <= l7.MaxVerb {
+			sub = sb[:upperInto(sb[:], f.Sub)]
+		}
+		if m.verbs != nil && verb != nil {
+			if e, ok := m.verbs[string(verb)]; ok {
+				r := e.any
+				if e.subs != nil && sub != nil {
+					if s, ok := e.subs[string(sub)]; ok && (r < 0 || s < r) {
+						r = s
+					}
+				}
+				if r >= 0 && r < best {
+					best = r
 				}
 			}
-			if r >= 0 && (best < 0 || r < best) {
-				best = r
-			}
+		}
+		if m.l7 != nil {
+			best = m.l7.judge(f, verb, sub, best)
 		}
 	}
-	if best >= 0 {
+	if best < noRank {
 		return Decision{Verdict: Allow, Rule: m.names[best]}
 	}
 	return c.policy.mode.judge(L7)

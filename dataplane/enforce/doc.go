@@ -5,9 +5,10 @@
 // # Shape
 //
 // Compile is pure: it validates everything (mode, ports, protocols, peers,
-// CIDRs, rule names, Redis command names, identity addresses) and refuses bad
-// input whole with an error that names each offending field, so that the xDS
-// client can NACK it and keep the previous Policy. A Policy is never changed
+// CIDRs, rule names, Redis command names, L7 verbs and patterns, identity
+// addresses) and refuses bad input whole with an error that names each
+// offending field, so that the xDS client can NACK it and keep the previous
+// Policy. A Policy is never changed
 // after Compile; the proxy publishes the current one through an Engine (an
 // atomic.Pointer), as Tailscale's wgengine/filter and Cilium's proxylib do.
 //
@@ -32,14 +33,68 @@
 // address ranges cut at every CIDR boundary (binary search). For every port
 // named by a rule and every class, Compile builds (and shares among equal
 // rule sets) one matcher: the lowest rule with no L7 matcher on that port,
-// and a hash table from upper-case Redis command name to the lowest rule
-// allowing it, with a nested table for "CMD|SUB" sub-commands. Inbound is
-// therefore a map lookup (or a binary search) and a slice index; Message is
-// one or two map lookups on a stack buffer and allocates nothing.
+// a hash table from upper-case Redis command name to the lowest rule
+// allowing it, with a nested table for "CMD|SUB" sub-commands, and the
+// generic index below. Inbound is therefore a map lookup (or a binary
+// search) and a slice index; Message is a few map lookups on stack buffers
+// and allocates nothing.
 //
-// A rule's Redis matcher applies to the rule's ports whose protocol is
-// "redis"; on its other ports (protocol "tcp") the rule allows every message.
-// A rule without a matcher allows every message on its ports.
+// What applies on a rule's port depends on the protocol the rule gives it:
+// "tcp": the rule allows every message; "redis": the rule's Redis matcher
+// (Rule.redis), if any; any other protocol of protocols/all: the rule's
+// generic matchers (Rule.l7), if any. A rule without the matcher that
+// applies allows every message on that port. When rules give one port
+// different protocols, a message is allowed by the matchers of any of them
+// (a Conn does not know which parser framed the message).
+//
+// # Generic L7 matching
+//
+// A request is allowed when each resource it names (l7.Frame.Resource, then
+// More[:NMore]; a message naming none counts as one resource that only
+// L7Rules without resource patterns cover) is covered by an L7Rule of the
+// admitting rules whose verbs list its verb (or are empty), whose aux
+// patterns match its Aux (or are empty) and whose resource patterns match
+// the resource (or are empty). Different resources may be covered by
+// different rules. A frame with Overflow (more than l7.MaxResources
+// resources) is allowed only by an L7Rule without resource patterns. The
+// rule reported is the lowest that covers the first resource.
+//
+// Verbs compare ASCII case-insensitively (Compile upper-cases the policy's;
+// "VERB|SUB" narrows a sub-command as for Redis). Patterns are literal:
+// exact, prefix and suffix compare bytes (ASCII case-insensitively with
+// fold_case); a template splits both sides at every "/" and compares
+// segment by segment, "{name}" matching one non-empty segment and a final
+// "{*}" the non-empty rest ("/files/{*}" matches "/files/a/b" and
+// "/files/a/", not "/files/" or "/files"), so "/users/42/" does not match
+// "/users/{id}". Compile refuses a pattern that is empty, longer than
+// MaxPatternLen, holds control characters, or is a malformed template, and
+// bounds the lists (MaxL7Rules, MaxPatterns, MaxRulePatterns, MaxCommands
+// verbs, MaxTemplateSegments).
+//
+// The generic index of a matcher merges the L7Rules of its rules by
+// upper-case verb: one bucket per verb, one per "VERB|SUB", and one for
+// L7Rules without verbs; a message consults at most three. A bucket is a
+// resource matcher over all its L7Rules' patterns, each entry carrying its
+// rule's rank and its L7Rule's aux patterns (checked only on a hit; the
+// lowest rank wins):
+//
+//   - exact values in a hash map;
+//   - prefixes and suffixes in a hash map keyed by the pattern, probed once
+//     per distinct pattern length with the value's head or tail (a DNS
+//     suffix ".example.com" is one probe, not a walk over the labels);
+//   - templates in a segment trie: literal children in a map, one "{name}"
+//     child, entries for a final "{*}"; each node is visited at most once
+//     per value, and subtrees whose lowest rank cannot win are skipped;
+//   - L7Rules without resource patterns as a lowest rank, or an index of
+//     their aux patterns.
+//
+// Patterns with fold_case are stored lower-cased and probed with the value
+// lower-cased (ASCII) into a stack buffer of MaxPatternLen bytes: its head
+// for exact values and prefixes, its tail for suffixes, one segment at a
+// time for templates. A value longer than MaxPatternLen never equals an
+// exact pattern, so nothing is lost. Matching is bounded by the message's
+// resources (at most l7.MaxResources), the patterns' distinct lengths and
+// the template trie's size, never by the number of rules.
 //
 // # Modes and verdicts
 //

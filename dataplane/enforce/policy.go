@@ -112,7 +112,18 @@ type matcher struct {
 	first int32    // lowest rule: the one reported for the connection
 	open  int32    // lowest rule without an L7 matcher on this port
 	verbs map[string]verbRule
+	l7    *l7Index // the generic matchers (Rule.l7) of the rules; nil: none
 }
+
+// portState is what judges one rule's messages on one port.
+type portState int8
+
+const (
+	stateAbsent portState = iota // the rule does not name the port
+	stateOpen                    // no matcher applies: every message
+	stateRedis                   // its Redis matcher
+	stateL7                      // its generic matcher
+)
 
 // verbRule is the lowest rule allowing a command, with any sub-command (any)
 // or a given one (subs, upper case).
@@ -242,14 +253,13 @@ func buildDir(rules []*rule, ids map[netip.Addr]ident, d Direction) dirTable {
 			onPort[p.port] = append(onPort[p.port], int32(i))
 		}
 	}
-	state := make([]int8, len(rules)) // per rule on the current port: 0 absent, 1 open, 2 L7 matcher
+	state := make([]portState, len(rules)) // per rule on the current port
 	for port, list := range onPort {
 		clear(state)
 		for _, ri := range list {
-			state[ri] = 1
 			for _, p := range rules[ri].ports {
-				if p.port == port && p.redis && rules[ri].hasL7 {
-					state[ri] = 2
+				if p.port == port {
+					state[ri] = rules[ri].judge(p.kind)
 				}
 			}
 		}
@@ -258,7 +268,7 @@ func buildDir(rules []*rule, ids map[netip.Addr]ident, d Direction) dirTable {
 		for c, set := range classes.list {
 			var cand []int32
 			for _, ri := range set {
-				if state[ri] != 0 {
+				if state[ri] != stateAbsent {
 					cand = append(cand, ri)
 				}
 			}
@@ -279,12 +289,19 @@ func buildDir(rules []*rule, ids map[netip.Addr]ident, d Direction) dirTable {
 }
 
 // newMatcher builds the matcher of the candidate rules cand (sorted).
-func newMatcher(names []string, rules []*rule, cand []int32, state []int8) *matcher {
+func newMatcher(names []string, rules []*rule, cand []int32, state []portState) *matcher {
 	m := &matcher{names: names, first: cand[0], open: -1}
+	var gen l7Builder
 	for _, ri := range cand {
-		if state[ri] != 2 {
+		switch state[ri] {
+		case stateOpen:
 			if m.open < 0 {
 				m.open = ri
+			}
+			continue
+		case stateL7:
+			for _, lr := range rules[ri].l7 {
+				gen.add(lr, ri)
 			}
 			continue
 		}
@@ -311,6 +328,7 @@ func newMatcher(names []string, rules []*rule, cand []int32, state []int8) *matc
 			m.verbs[c.verb] = e
 		}
 	}
+	m.l7 = gen.build()
 	return m
 }
 

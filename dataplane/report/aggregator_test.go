@@ -56,10 +56,10 @@ func messageKey(a *Aggregator, src, dst netip.Addr, verb, sub string, v enforce.
 }
 
 func TestKeyLayout(t *testing.T) {
-	// 2×16 addresses + 2×MaxVerb verb and sub + 3×2 + 8×1: no padding, so
-	// the map hashes the key as one block of memory.
-	if got, want := unsafe.Sizeof(Key{}), uintptr(2*16+2*l7.MaxVerb+3*2+8); got != want {
-		t.Errorf("sizeof(Key) = %d, want %d (padding crept in)", got, want)
+	// 2×16 addresses + 2×MaxVerb verb and sub + 8 L7 hash + 3×2 + 8×1: no
+	// padding, so the map hashes the key as one block of memory.
+	if got, want := unsafe.Sizeof(packed{}), uintptr(2*16+2*l7.MaxVerb+8+3*2+8); got != want {
+		t.Errorf("sizeof(packed) = %d, want %d (padding crept in)", got, want)
 	}
 }
 
@@ -74,9 +74,10 @@ func TestSetVerb(t *testing.T) {
 		{"upper-cases", "config", "get", true, "CONFIG", "GET"},
 		{"mixed case", "hGetAll", "", true, "HGETALL", ""},
 		{"exactly MaxVerb", strings.Repeat("a", l7.MaxVerb), "", true, strings.Repeat("A", l7.MaxVerb), ""},
-		{"verb too long", long, "", false, strings.Repeat("X", l7.MaxVerb) + Truncated, ""},
-		{"sub too long", "CONFIG", long, false, "CONFIG", strings.Repeat("X", l7.MaxVerb) + Truncated},
+		{"verb too long", long, "", false, strings.Repeat("X", l7.MaxVerb-len(Truncated)) + Truncated, ""},
+		{"sub too long", "CONFIG", long, false, "CONFIG", strings.Repeat("X", l7.MaxVerb-len(Truncated)) + Truncated},
 		{"invalid UTF-8", "g\xffet", "", true, "G\uFFFDET", ""},
+		{"invalid UTF-8 grows past the bound", strings.Repeat("\xffa", l7.MaxVerb/2), "", true, strings.Repeat("\uFFFDA", 15) + Truncated, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -90,7 +91,7 @@ func TestSetVerb(t *testing.T) {
 			}
 			var fresh Key
 			fresh.SetVerb([]byte(c.verb), []byte(c.sub))
-			if k != fresh {
+			if k.packed != fresh.packed {
 				t.Errorf("a reused key differs from a fresh one")
 			}
 		})
@@ -99,7 +100,7 @@ func TestSetVerb(t *testing.T) {
 	var a, b Key
 	a.SetVerb([]byte(long), nil)
 	b.SetVerb([]byte(long[:l7.MaxVerb]), nil)
-	if a == b {
+	if a.packed == b.packed {
 		t.Errorf("a truncated verb equals the verb cut at MaxVerb")
 	}
 }
@@ -125,7 +126,7 @@ func TestSetConn(t *testing.T) {
 	var m, p Key
 	m.SetAddrs(netip.MustParseAddr("::ffff:198.18.0.10"), ipRedis)
 	p.SetAddrs(ipCart, ipRedis)
-	if m != p {
+	if m.packed != p.packed {
 		t.Errorf("mapped and plain IPv4 keys differ")
 	}
 }

@@ -5,13 +5,28 @@
 //
 // A Key describes one kind of flow: direction, source and destination
 // address, destination port, protocol, L7 verb and sub-command (upper-cased),
-// verdict, mode, reason, the rule that allowed it, and whether it is a
-// connection (L4) record or a message (L7) record. It is a packed,
-// pointer-free struct of fixed-size arrays (in the manner of Tailscale's
-// net/flowtrack), so that it is a cheap map key and filling one allocates
-// nothing. Strings that a key refers to (protocol and rule names) are
-// interned by the Aggregator into small integers (Aggregator.Intern); the
-// table holds at most 65534 names for the life of the Aggregator.
+// the L7 detail (first resource, aux, further resources), verdict, mode,
+// reason, the rule that allowed it, and whether it is a connection (L4)
+// record or a message (L7) record. The part the Aggregator's map is keyed
+// by is packed and pointer-free, of fixed-size arrays (in the manner of
+// Tailscale's net/flowtrack), so that it is a cheap map key and filling one
+// allocates nothing. Strings that a key refers to (protocol and rule names)
+// are interned by the Aggregator into small integers (Aggregator.Intern);
+// the table holds at most 65534 names for the life of the Aggregator.
+//
+// The L7 detail has no fixed size, so the map key holds a 64-bit hash of
+// it (hash/maphash, with a seed of the Aggregator's own) and the Key holds
+// the detail as views into the caller's buffers (Key.SetL7, Key.SetFrame):
+// Add copies the detail, cut to the bounds of bulkheadv1.Flow (MaxResource,
+// MaxAux, MaxMore), only when the key is new in the window. Two records
+// whose detail differs are distinct flows unless their hashes collide
+// (then the first one's detail stands for both). What is reported is the
+// caller's decision: the proxy passes no Redis keys. A window holds at most
+// max keys, so its detail is bounded too (at most about 4 KiB per key).
+//
+// Every reported string is valid UTF-8 within its bound; a field cut at its
+// bound ends with Truncated ("..."), and a message naming more resources
+// than MaxMore further ones reports MaxMore-1 and Truncated as the last.
 //
 // The Aggregator counts messages and bytes per Key within a window, with the
 // first and last time each key was seen. It is safe for concurrent use by

@@ -6,6 +6,7 @@ package all
 import (
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
+	"github.com/bulkhead-io/bulkhead/protocols/tls"
 )
 
 // Protocols returns every protocol, in a fixed order (the order a sniffer
@@ -14,6 +15,7 @@ import (
 func Protocols() []l7.Protocol {
 	return []l7.Protocol{
 		redis.Protocol(),
+		tls.Protocol(),
 	}
 }
 

@@ -108,6 +108,23 @@ type Frame struct {
 	// (a MySQL result set, PostgreSQL messages before ReadyForQuery). The
 	// proxy counts answered requests by the frames without Partial.
 	Partial bool
+	// Unordered is set on a frame (either direction) after which replies
+	// no longer pair with requests for the rest of the connection: a
+	// subscription that makes the server speak unasked, a quiet request
+	// answered only sometimes (memcached "q" flags, GETQ). On a request
+	// it takes effect once the frame is forwarded (a denied one changes
+	// nothing). From then on the proxy writes each deny reply as soon as
+	// it is produced, between two whole replies, instead of waiting for
+	// the replies to earlier requests.
+	Unordered bool
+	// Control is set on a request frame that carries nothing for the
+	// policy to judge but is a message of its own that the server must
+	// get: a PostgreSQL startup packet, Bind, Describe, Sync, Terminate.
+	// The proxy forwards it without judging or reporting it, and counts
+	// it as a request awaiting a reply unless NoReply is set. Like any
+	// frame it ends the body of a denied frame before it (skipped bytes
+	// after a denied frame are dropped only up to the next frame).
+	Control bool
 }
 
 // AddResource appends r as the message's next resource: into Resource when
