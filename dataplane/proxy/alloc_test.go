@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,6 +217,9 @@ func TestFlowsOfMessages(t *testing.T) {
 	var got []row
 	for _, f := range flows {
 		got = append(got, row{f.GetConnection(), f.GetVerb(), f.GetSub(), f.GetVerdict(), f.GetRule(), f.GetReason(), f.GetCount(), f.GetBytes()})
+		if f.GetResource() != "" || f.GetAux() != "" || len(f.GetMoreResources()) != 0 {
+			t.Errorf("a Redis flow reports its keys: %v", f)
+		}
 		if f.GetSrcIp() != testSrc.Addr().String() || f.GetDstIp() != testDst.Addr().String() || f.GetDstPort() != uint32(testDst.Port()) ||
 			f.GetProtocol() != "redis" || f.GetMode() != bulkheadv1.Mode_MODE_PROTECT || f.GetDirection() != bulkheadv1.Direction_DIRECTION_INGRESS {
 			t.Errorf("flow addresses, protocol or mode: %v", f)
@@ -298,5 +303,269 @@ func mustProcess(t *testing.T, process func([]byte) (int, int, error), b []byte)
 	t.Helper()
 	if c, need, err := process(b); c != len(b) || need != 0 || err != nil {
 		t.Fatalf("consumed %d of %d, need %d, err %v", c, len(b), need, err)
+	}
+}
+
+// lineSession is testSession for the line protocol with options o.
+func lineSession(t testing.TB, o LineOptions, up, down io.Writer) (*session, *report.Aggregator) {
+	t.Helper()
+	o.Name = LineName(t)
+	ids := []*bulkheadv1.Identity{{Workload: "cart", Namespace: "demo", Segment: "demo/cart", Ips: []string{testSrc.Addr().String()}}}
+	pol, err := enforce.Compile(LinePolicy(o.Name, testDst.Port(), bulkheadv1.Mode_MODE_PROTECT, false), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &enforce.Engine{}
+	eng.Store(pol)
+	agg := report.NewAggregator(0)
+	p := New(Config{Engine: eng, Aggregator: agg, Metrics: metrics.New(nil), Logger: slog.New(slog.DiscardHandler)})
+	s := &session{p: p, src: testSrc, dst: testDst, conn: pol.Inbound(testSrc.Addr(), testDst.Port()), declared: o.Name}
+	s.recordConnect(s.conn.Connect(), o.Name)
+	proto := LineProtocol(o)
+	s.startL7(&proto, up, down)
+	return s, agg
+}
+
+func lineDenial(verb string) string { return "DENIED " + verb + " l7_not_allowed\n" }
+
+// TestLineOrderingAndAllocs checks the generic reply counting (NoReply,
+// Partial, Unordered), bodies of denied requests and DenyObserver through
+// the per-message functions, then that steady-state runs allocate nothing.
+func TestLineOrderingAndAllocs(t *testing.T) {
+	tests := []struct {
+		name             string
+		reqs, replies    string
+		wantUp, wantDown string
+		wantObserved     int64 // DenyObserver calls per first run
+	}{
+		{
+			name:         "NoReply requests do not delay a denial",
+			reqs:         "QUIET a\nQUIET b\nDEL x\nGET k\n",
+			replies:      "OK GET\n",
+			wantUp:       "QUIET a\nQUIET b\nGET k\n",
+			wantDown:     lineDenial("DEL") + "OK GET\n",
+			wantObserved: 1,
+		},
+		{
+			name:         "a denied NoReply request gets the protocol's (empty) reply",
+			reqs:         "GET k\nQUIET x\nDEL x\n",
+			replies:      "OK GET\n",
+			wantUp:       "GET k\nQUIET x\n",
+			wantDown:     "OK GET\n" + lineDenial("DEL"),
+			wantObserved: 1,
+		},
+		{
+			name:         "Partial replies do not complete an answer",
+			reqs:         "MULTI\nDEL x\nGET k\n",
+			replies:      "PARTIAL 1\nPARTIAL 2\nOK MULTI\nOK GET\n",
+			wantUp:       "MULTI\nGET k\n",
+			wantDown:     "PARTIAL 1\nPARTIAL 2\nOK MULTI\n" + lineDenial("DEL") + "OK GET\n",
+			wantObserved: 1,
+		},
+		{
+			name:         "the body of a denied request is dropped",
+			reqs:         "PUT a +3\nabcDEL b +6\nSECRETGET k\n",
+			replies:      "OK PUT\nOK GET\n",
+			wantUp:       "PUT a +3\nabcGET k\n",
+			wantDown:     "OK PUT\n" + lineDenial("DEL") + "OK GET\n",
+			wantObserved: 1,
+		},
+		{
+			name:         "DenyObserver: skipped up to END after a denied TXN",
+			reqs:         "TXN\nGET a\nGET b\nEND\nGET c\n",
+			replies:      "OK END\nOK GET\n",
+			wantUp:       "END\nGET c\n",
+			wantDown:     lineDenial("TXN") + "OK END\nOK GET\n",
+			wantObserved: 1,
+		},
+		{
+			name:         "Control frames are forwarded unjudged and answered",
+			reqs:         "CTL\nDEL x\nCTL\n",
+			replies:      "OK CTL\nOK CTL\n",
+			wantUp:       "CTL\nCTL\n",
+			wantDown:     "OK CTL\n" + lineDenial("DEL") + "OK CTL\n",
+			wantObserved: 1,
+		},
+		{
+			name:         "Unordered request: denials at once",
+			reqs:         "GET a\nSUB n\nDEL x\n",
+			replies:      "OK GET\nOK SUB\n",
+			wantUp:       "GET a\nSUB n\n",
+			wantDown:     lineDenial("DEL") + "OK GET\nOK SUB\n",
+			wantObserved: 1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var observed atomic.Int64
+			up, down := &recorder{keep: true}, &recorder{keep: true}
+			s, _ := lineSession(t, LineOptions{Denied: &observed}, up, down)
+			reqs, replies := []byte(tc.reqs), []byte(tc.replies)
+			run := func() {
+				mustProcess(t, s.requests, reqs)
+				mustProcess(t, s.replies, replies)
+			}
+			run()
+			if up.buf.String() != tc.wantUp {
+				t.Errorf("upstream got\n%q\nwant\n%q", up.buf.String(), tc.wantUp)
+			}
+			if down.buf.String() != tc.wantDown {
+				t.Errorf("client got\n%q\nwant\n%q", down.buf.String(), tc.wantDown)
+			}
+			if got := observed.Load(); got != tc.wantObserved {
+				t.Errorf("DenyObserver called %d times, want %d", got, tc.wantObserved)
+			}
+			up.keep, down.keep = false, false
+			upN, downN := up.n, down.n
+			if allocs := testing.AllocsPerRun(1000, run); allocs != 0 {
+				t.Errorf("%v allocations per pipeline, want 0", allocs)
+			}
+			if runs := (up.n - upN) / len(tc.wantUp); runs < 1000 || (down.n-downN)/len(tc.wantDown) != runs {
+				t.Errorf("steady-state runs forwarded %d and %d bytes, want multiples of %d and %d", up.n-upN, down.n-downN,
+					len(tc.wantUp), len(tc.wantDown))
+			}
+			if s.ph != len(s.pend) || s.forwarded != s.replied {
+				t.Errorf("after the runs: %d denials pending, %d forwarded, %d replied", len(s.pend)-s.ph, s.forwarded, s.replied)
+			}
+		})
+	}
+}
+
+// TestLineSplits feeds a pipeline with a body and partial replies in
+// every split, as reads would.
+func TestLineSplits(t *testing.T) {
+	reqs := []byte("PUT a +4\nbodyDEL b +5\nxxxxxQUIET q\nMULTI\nTXN\nGET z\nEND\nGET k\n")
+	replies := []byte("OK PUT\nPARTIAL 1\nOK MULTI\nOK END\nOK GET\n")
+	wantUp := "PUT a +4\nbodyQUIET q\nMULTI\nEND\nGET k\n"
+	wantDown := "OK PUT\n" + lineDenial("DEL") + "PARTIAL 1\nOK MULTI\n" + lineDenial("TXN") + "OK END\nOK GET\n"
+	for i := 1; i < len(reqs); i++ {
+		for j := 1; j < len(replies); j += 2 {
+			up, down := &recorder{keep: true}, &recorder{keep: true}
+			s, _ := lineSession(t, LineOptions{}, up, down)
+			feed(t, s.requests, reqs, i)
+			feed(t, s.replies, replies, j)
+			if up.buf.String() != wantUp || down.buf.String() != wantDown {
+				t.Fatalf("split at %d/%d: upstream %q, client %q", i, j, up.buf.String(), down.buf.String())
+			}
+		}
+	}
+}
+
+// TestLinePushUnorders: a reply frame marked Unordered breaks pairing.
+func TestLinePushUnorders(t *testing.T) {
+	up, down := &recorder{keep: true}, &recorder{keep: true}
+	s, _ := lineSession(t, LineOptions{}, up, down)
+	mustProcess(t, s.requests, []byte("GET a\n"))
+	mustProcess(t, s.replies, []byte("PUSH news\n"))
+	// GET's reply has not come, yet the denial goes out at once.
+	mustProcess(t, s.requests, []byte("DEL x\n"))
+	mustProcess(t, s.replies, []byte("OK GET\n"))
+	if want := "PUSH news\n" + lineDenial("DEL") + "OK GET\n"; down.buf.String() != want {
+		t.Errorf("client got %q, want %q", down.buf.String(), want)
+	}
+}
+
+// TestLinePassStopsParsing: after OpPass the per-message functions consume nothing
+// more and say so.
+func TestLinePassStopsParsing(t *testing.T) {
+	up, down := &recorder{keep: true}, &recorder{keep: true}
+	s, _ := lineSession(t, LineOptions{}, up, down)
+	in := []byte("GET a\nSTARTTLS\n\x16\x03\x01 raw \n bytes")
+	c, _, err := s.requests(in)
+	if !errors.Is(err, errPass) || c != len("GET a\nSTARTTLS\n") {
+		t.Fatalf("requests: consumed %d, err %v; want %d, errPass", c, err, len("GET a\nSTARTTLS\n"))
+	}
+	if up.buf.String() != "GET a\nSTARTTLS\n" {
+		t.Errorf("upstream got %q", up.buf.String())
+	}
+	c, _, err = s.replies([]byte("OK GET\n"))
+	if !errors.Is(err, errPass) || c != 0 || down.buf.Len() != 0 {
+		t.Errorf("replies after the pass: consumed %d, err %v, client got %q", c, err, down.buf.String())
+	}
+}
+
+// TestCloseOnDenyPipeline: a denial of a CloseOnDeny protocol is written after
+// the earlier replies, ends both directions and lets nothing follow it.
+func TestCloseOnDenyPipeline(t *testing.T) {
+	t.Run("after earlier replies", func(t *testing.T) {
+		up, down := &recorder{keep: true}, &recorder{keep: true}
+		s, _ := lineSession(t, LineOptions{CloseOnDeny: true}, up, down)
+		in := []byte("GET a\nDEL x\nGET b\n")
+		if c, _, err := s.requests(in); !errors.Is(err, errCloseOnDeny) || c != len(in) {
+			t.Fatalf("requests: consumed %d, err %v", c, err)
+		}
+		if up.buf.String() != "GET a\n" || down.buf.Len() != 0 {
+			t.Fatalf("upstream got %q, client %q", up.buf.String(), down.buf.String())
+		}
+		select {
+		case <-s.final:
+			t.Fatal("final closed before the deny reply was written")
+		default:
+		}
+		if _, _, err := s.replies([]byte("OK GET\nOK late\n")); !errors.Is(err, errFinal) {
+			t.Fatalf("replies: err %v, want errFinal", err)
+		}
+		if want := "OK GET\n" + lineDenial("DEL"); down.buf.String() != want {
+			t.Errorf("client got %q, want %q", down.buf.String(), want)
+		}
+		<-s.final
+		if !s.closing.Load() {
+			t.Error("closing not set")
+		}
+	})
+	t.Run("at once", func(t *testing.T) {
+		up, down := &recorder{keep: true}, &recorder{keep: true}
+		s, _ := lineSession(t, LineOptions{CloseOnDeny: true}, up, down)
+		if _, _, err := s.requests([]byte("DEL x\nGET b\n")); !errors.Is(err, errCloseOnDeny) {
+			t.Fatalf("requests: err %v", err)
+		}
+		<-s.final
+		if up.buf.Len() != 0 || down.buf.String() != lineDenial("DEL") {
+			t.Errorf("upstream got %q, client %q", up.buf.String(), down.buf.String())
+		}
+		if _, _, err := s.replies([]byte("OK stray\n")); !errors.Is(err, errFinal) || down.buf.String() != lineDenial("DEL") {
+			t.Errorf("a reply after the final denial: err %v, client got %q", err, down.buf.String())
+		}
+	})
+}
+
+// TestProtocolMaxMessage: a protocol's smaller MaxMessage bounds the
+// buffers; a larger one does not raise Limits.MaxMessage.
+func TestProtocolMaxMessage(t *testing.T) {
+	s, _ := lineSession(t, LineOptions{MaxMessage: 8 << 10}, io.Discard, io.Discard)
+	if s.maxMsg != 8<<10 {
+		t.Errorf("maxMsg %d, want the protocol's 8 KiB", s.maxMsg)
+	}
+	s, _ = lineSession(t, LineOptions{MaxMessage: 1 << 30}, io.Discard, io.Discard)
+	if s.maxMsg != DefaultMaxMessage {
+		t.Errorf("maxMsg %d, want the proxy's %d", s.maxMsg, DefaultMaxMessage)
+	}
+}
+
+// TestLineFlows: messages of protocols other than Redis are reported with
+// their resources and aux; Control frames are not reported.
+func TestLineFlows(t *testing.T) {
+	s, agg := lineSession(t, LineOptions{}, io.Discard, io.Discard)
+	mustProcess(t, s.requests, []byte("GET a b @db\nGET a b @db\nCTL x\nDEL k\n"))
+	flows, _ := agg.Drain(time.Now())
+	type row struct {
+		conn                bool
+		verb, resource, aux string
+		more                string
+		verdict             bulkheadv1.Verdict
+		count               uint64
+	}
+	var got []row
+	for _, f := range flows {
+		got = append(got, row{f.GetConnection(), f.GetVerb(), f.GetResource(), f.GetAux(), fmt.Sprint(f.GetMoreResources()),
+			f.GetVerdict(), f.GetCount()})
+	}
+	want := []row{
+		{true, "", "", "", "[]", bulkheadv1.Verdict_VERDICT_ALLOW, 1},
+		{false, "DEL", "k", "", "[]", bulkheadv1.Verdict_VERDICT_DENY, 1},
+		{false, "GET", "a", "db", "[b]", bulkheadv1.Verdict_VERDICT_ALLOW, 2},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("flows\n got %v\nwant %v", got, want)
 	}
 }

@@ -87,11 +87,11 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 func (s *session) run() {
 	p := s.p
 	var proto *l7.Protocol
-	var first []byte
+	var cfirst, sfirst []byte
 	switch s.declared {
 	case protoTCP:
 	case "":
-		first, proto = s.sniff()
+		cfirst, sfirst, proto = s.sniff()
 	default:
 		proto = p.protocol(s.declared)
 		if proto == nil {
@@ -99,10 +99,10 @@ func (s *session) run() {
 		}
 	}
 	if proto == nil {
-		s.splice(first)
+		s.splice(cfirst, sfirst)
 		return
 	}
-	s.l7(proto, first)
+	s.l7(proto, cfirst, sfirst)
 }
 
 // protocol returns the configured protocol called name, or nil.
@@ -115,44 +115,97 @@ func (p *Proxy) protocol(name string) *l7.Protocol {
 	return nil
 }
 
-// sniff reads the client's first bytes (waiting at most SniffTimeout) and
-// returns them with the first protocol that recognises them, or nil.
-func (s *session) sniff() ([]byte, *l7.Protocol) {
+// sniff waits at most SniffTimeout for the first bytes of either side and
+// returns them (cfirst from the client, sfirst from the workload) with the
+// protocol they show, or nil. Bytes from the workload before the client
+// said anything are matched against the ServerFirst protocols (MySQL's
+// greeting); otherwise the client's bytes are matched against the others.
+// The workload is read only when some configured protocol is ServerFirst.
+func (s *session) sniff() (cfirst, sfirst []byte, proto *l7.Protocol) {
 	p := s.p
-	buf := make([]byte, initialBuffer)
-	_ = s.client.SetReadDeadline(time.Now().Add(p.lim.SniffTimeout))
-	n, err := s.client.Read(buf)
+	deadline := time.Now().Add(p.lim.SniffTimeout)
+	cbuf := make([]byte, initialBuffer)
+	var (
+		sbuf []byte
+		sn   int
+		done chan struct{}
+	)
+	// Before the workload's reader starts: it may cut this deadline short.
+	_ = s.client.SetReadDeadline(deadline)
+	if p.serverFirst {
+		sbuf = make([]byte, initialBuffer)
+		done = make(chan struct{})
+		_ = s.upstream.SetReadDeadline(deadline)
+		go func() {
+			defer close(done)
+			var err error
+			sn, err = s.upstream.Read(sbuf)
+			if sn > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				// The workload spoke (or closed): stop waiting
+				// for the client.
+				_ = s.client.SetReadDeadline(aLongTimeAgo)
+			}
+		}()
+	}
+	cn, cerr := s.client.Read(cbuf)
+	if done != nil {
+		// Stop the workload's read if it still waits; bytes that arrive
+		// now stay in the socket for the L7 loop.
+		_ = s.upstream.SetReadDeadline(aLongTimeAgo)
+		<-done
+		_ = s.upstream.SetReadDeadline(time.Time{})
+	}
 	_ = s.client.SetReadDeadline(time.Time{})
-	buf = buf[:n]
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	cfirst, sfirst = cbuf[:cn], sbuf[:sn]
+	if cerr != nil && !errors.Is(cerr, os.ErrDeadlineExceeded) {
 		// EOF or a reset: forward what there is and let the splice see
 		// the end of the stream.
-		return buf, nil
+		return cfirst, sfirst, nil
 	}
-	if n == 0 {
-		return buf, nil
+	if sn > 0 {
+		for i := range p.protos {
+			pr := &p.protos[i]
+			if pr.ServerFirst && pr.Sniff != nil && pr.Sniff(sfirst) {
+				return cfirst, sfirst, pr
+			}
+		}
+		// A workload that speaks first in no protocol we parse.
+		return cfirst, sfirst, nil
+	}
+	if cn == 0 {
+		return cfirst, sfirst, nil
 	}
 	for i := range p.protos {
-		if sn := p.protos[i].Sniff; sn != nil && sn(buf) {
-			return buf, &p.protos[i]
+		pr := &p.protos[i]
+		if !pr.ServerFirst && pr.Sniff != nil && pr.Sniff(cfirst) {
+			return cfirst, sfirst, pr
 		}
 	}
-	return buf, nil
+	return cfirst, sfirst, nil
 }
 
-// splice forwards the connection at L4: the kernel moves the bytes
-// (io.Copy between two *net.TCPConn uses splice(2)). Half-closes are passed
-// on; an error in either direction closes both.
-func (s *session) splice(first []byte) {
+// splice forwards the connection at L4, after the bytes read while sniffing
+// (cfirst from the client, sfirst from the workload): the kernel moves the
+// bytes (io.Copy between two *net.TCPConn uses splice(2)). Half-closes are
+// passed on; an error in either direction closes both.
+func (s *session) splice(cfirst, sfirst []byte) {
 	p := s.p
 	client, upstream := s.client, s.upstream
-	if len(first) > 0 {
-		if _, err := upstream.Write(first); err != nil {
+	if len(sfirst) > 0 {
+		if _, err := client.Write(sfirst); err != nil {
 			reset(client)
 			_ = upstream.Close()
 			return
 		}
-		p.met.BytesIn().Add(float64(len(first)))
+		p.met.BytesOut().Add(float64(len(sfirst)))
+	}
+	if len(cfirst) > 0 {
+		if _, err := upstream.Write(cfirst); err != nil {
+			reset(client)
+			_ = upstream.Close()
+			return
+		}
+		p.met.BytesIn().Add(float64(len(cfirst)))
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)

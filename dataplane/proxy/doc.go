@@ -16,36 +16,73 @@
 //     resets the client (RST) before anything is dialled; otherwise the
 //     workload's own IP:port is dialled (the proxy's own traffic is not
 //     redirected by PREROUTING, so there is no loop).
-//  4. The protocol is the port's declared one, or the first protocol of
-//     Config.Protocols whose Sniff accepts the client's first bytes (read
-//     within Limits.SniffTimeout). "tcp", unknown and unrecognised traffic
-//     is spliced by the kernel (io.Copy between *net.TCPConn uses splice(2))
-//     and judged only at connect time.
+//  4. The protocol is the port's declared one, or found by sniffing: the
+//     proxy waits up to Limits.SniffTimeout for the first bytes of either
+//     side (the workload is dialled first, and read only when some
+//     configured protocol is ServerFirst). Bytes from the workload before
+//     the client said anything are matched against the ServerFirst
+//     protocols (a greeting); otherwise the client's bytes against the
+//     others, in the order of Config.Protocols. "tcp", unknown and
+//     unrecognised traffic, and a connection on which nobody speaks in
+//     time, is spliced by the kernel (io.Copy between *net.TCPConn uses
+//     splice(2)) and judged only at connect time; the sniffed bytes are
+//     forwarded first.
 //  5. L7 connections run two goroutines, each with one buffer that starts at
-//     4 KiB and grows up to Limits.MaxMessage; frames are parsed in place and
-//     never copied out. Every request frame is judged; allowed frames
-//     (and violations in monitor mode) are forwarded, consecutive ones in one
-//     write; a denied frame is not forwarded and the client gets the
-//     protocol's own error reply instead.
+//     4 KiB and grows up to Limits.MaxMessage (or the protocol's smaller
+//     l7.Protocol.MaxMessage); frames are parsed in place and never copied
+//     out. One parser serves both directions (protocols frame replies by
+//     what was asked); its calls are serialised by a mutex that is held
+//     from Parse until the frame is judged, reported and answered, never
+//     during I/O. Every request frame is judged, but Control frames, which
+//     are forwarded unjudged; allowed frames (and violations in monitor
+//     mode) are forwarded, consecutive ones in one write; a denied frame is
+//     not forwarded and the client gets the protocol's own error reply
+//     instead (l7.Protocol.Deny; a protocol whose client expects no answer,
+//     a NoReply frame, may append nothing). Bytes the parser skips after a
+//     denied frame, up to the next frame, are its body and are dropped with
+//     it. After a denied frame the proxy calls the parser's Denied when it
+//     implements l7.DenyObserver.
+//  6. Messages are reported to the Aggregator with their verb and, for
+//     every protocol but Redis (whose keys may hold personal data), their
+//     resources and aux (report.Key.SetFrame).
 //
 // # Keeping replies in order
 //
 // A denial must reach the client in the position the server's reply would
-// have had. The proxy counts requests forwarded upstream and replies forwarded
-// to the client (the reply goroutine parses replies to count them). A denial
-// produced while every forwarded request has been answered is written at
-// once; otherwise it waits in a FIFO, tagged with the number of requests
+// have had. The proxy counts requests forwarded upstream that await a reply
+// (frames without l7.Frame.NoReply) and replies forwarded to the client
+// (reply frames without l7.Frame.Partial: a result set's rows, 1xx
+// responses and the like do not complete an answer). A denial produced
+// while every forwarded request has been answered is written at once;
+// otherwise it waits in a FIFO, tagged with the number of requests
 // forwarded before it, and the reply goroutine writes it right after
 // forwarding the reply that brings the count of replies to that tag. Writes
-// to the client are serialised. Waiting denials are bounded (Limits.MaxMessage
-// bytes of them); a client that piles up more behind a slow reply is closed
-// as over the limit.
+// to the client are serialised. Waiting denials are bounded (the buffer
+// limit in bytes of them); a client that piles up more behind a slow reply
+// is closed as over the limit.
 //
-// Publish/subscribe and MONITOR break the pairing of requests and replies:
-// once a SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE or MONITOR has been forwarded, or a
-// RESP3 push message has been seen, the connection is "unordered" for the rest
-// of its life and denials are written as soon as they are produced (always
-// between two whole replies, never inside one).
+// Some exchanges break the pairing of requests and replies for good: a
+// frame with l7.Frame.Unordered (a subscription, a quiet request answered
+// only sometimes) that was forwarded, or that came from the workload, and
+// for Redis a forwarded SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE or MONITOR or a
+// RESP3 push message. The connection is then "unordered" for the rest of
+// its life and denials are written as soon as they are produced (always
+// between two whole reply frames, never inside one).
+//
+// # Passing and closing
+//
+// When the parser answers l7.OpPass in either direction (TLS after the
+// ClientHello, a session that switched to TLS), both directions stop
+// parsing: the bytes already read are forwarded first, then each direction
+// is spliced by the kernel to its end. Denials still waiting for replies
+// then cannot be placed: such a connection is reset.
+//
+// A protocol with l7.Protocol.CloseOnDeny (TLS) cannot go on past a
+// refused message: nothing after the denied frame is forwarded, its deny
+// reply is written in its place (after the replies to earlier requests),
+// then the workload's connection is closed and the client gets a FIN, not
+// an RST, so that the reply is delivered; what the client still sends is
+// read and dropped for up to two seconds before the socket is closed.
 //
 // # Policy changes
 //

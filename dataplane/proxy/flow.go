@@ -46,8 +46,9 @@ func (s *session) refreshKey() {
 	}
 }
 
-// recordMessage counts one judged request of n bytes and reports it. It
-// allocates nothing.
+// recordMessage counts one judged request of n bytes and reports it with
+// its verb and, but for Redis, its resources and aux. f's views must be
+// valid (the parser lock held). It allocates nothing.
 func (s *session) recordMessage(f *l7.Frame, d enforce.Decision, n int) {
 	switch d.Verdict {
 	case enforce.Allow:
@@ -61,7 +62,9 @@ func (s *session) recordMessage(f *l7.Frame, d enforce.Decision, n int) {
 		s.pm.Denials(d.Reason.String()).Inc()
 	}
 	if agg := s.p.agg; agg != nil {
-		s.key.SetVerb(f.Verb, f.Sub)
+		// Resources and aux are reported for every protocol but Redis,
+		// whose keys may hold personal data.
+		s.key.SetFrame(f, !s.redis)
 		agg.AddDecision(&s.key, d, n)
 	}
 }

@@ -146,10 +146,11 @@ func compile(t testing.TB, s spec) *enforce.Policy {
 	return pol
 }
 
-// harness is a running proxy in front of a real redis-server.
+// harness is a running proxy in front of a real redis-server (or of another
+// real server, newHarnessAt).
 type harness struct {
 	t      *testing.T
-	redis  netip.AddrPort
+	redis  netip.AddrPort // the server's address
 	engine *enforce.Engine
 	agg    *report.Aggregator
 	reg    *prometheus.Registry
@@ -168,7 +169,14 @@ type policyFn func(t testing.TB, r netip.AddrPort) *enforce.Policy
 // redis address (nil: no policy).
 func newHarness(t *testing.T, pol policyFn, opts ...harnessOpt) *harness {
 	t.Helper()
-	h := &harness{t: t, redis: startRedis(t), engine: &enforce.Engine{}, agg: report.NewAggregator(0), reg: prometheus.NewRegistry()}
+	return newHarnessAt(t, startRedis(t), pol, opts...)
+}
+
+// newHarnessAt is newHarness in front of the server at upstream (h.redis
+// is then that server's address).
+func newHarnessAt(t *testing.T, upstream netip.AddrPort, pol policyFn, opts ...harnessOpt) *harness {
+	t.Helper()
+	h := &harness{t: t, redis: upstream, engine: &enforce.Engine{}, agg: report.NewAggregator(0), reg: prometheus.NewRegistry()}
 	if pol != nil {
 		h.engine.Store(pol(t, h.redis))
 	}

@@ -41,8 +41,9 @@ type Limits struct {
 	MaxConns int
 	// MaxMessage is the per-connection, per-direction buffer ceiling: the
 	// largest single L7 message (request or reply) the proxy will hold.
-	// A longer message closes the connection as malformed. Default 64 MiB,
-	// the Redis parser's own limit; buffers grow to it only on demand.
+	// A protocol with a smaller l7.Protocol.MaxMessage uses its own. A
+	// longer message closes the connection as over the limit. Default 64
+	// MiB, the Redis parser's own limit; buffers grow to it only on demand.
 	MaxMessage int
 	// IdleTimeout closes an L7 connection on which neither side has sent
 	// anything for that long. Default 1h; negative disables it. L4
@@ -50,9 +51,10 @@ type Limits struct {
 	IdleTimeout time.Duration
 	// DialTimeout bounds connecting to the original destination. Default 5s.
 	DialTimeout time.Duration
-	// SniffTimeout bounds waiting for the client's first bytes on a port
-	// without a declared protocol; a client that sends nothing in time is
-	// treated as L4. Default 200ms.
+	// SniffTimeout bounds waiting for the first bytes on a port without a
+	// declared protocol: the client's, or the workload's when a configured
+	// protocol is ServerFirst. A connection on which neither side says
+	// anything in time is treated as L4. Default 200ms.
 	SniffTimeout time.Duration
 	// DrainTimeout is how long Start lets open connections finish after
 	// its context is done before it closes them. Default 10s.
@@ -126,6 +128,9 @@ type Proxy struct {
 	log     *slog.Logger
 	origDst func(*net.TCPConn) (netip.AddrPort, error)
 	protos  []l7.Protocol
+	// serverFirst: some protocol is ServerFirst, so sniffing also reads
+	// the workload's first bytes.
+	serverFirst bool
 
 	active atomic.Int64
 	wg     sync.WaitGroup // connection handlers
@@ -179,6 +184,9 @@ func New(cfg Config) *Proxy {
 	}
 	if p.origDst == nil {
 		p.origDst = capture.OriginalDst
+	}
+	for _, pr := range p.protos {
+		p.serverFirst = p.serverFirst || pr.ServerFirst
 	}
 	return p
 }

@@ -19,17 +19,30 @@ import (
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
-// Errors that end an L7 connection. Sentinels: they are produced on the
-// per-message path.
+// Errors that end an L7 connection, or switch it to another mode. Sentinels:
+// they are produced on the per-message path.
 var (
-	// errLimit: a message does not fit in Limits.MaxMessage.
+	// errLimit: a message does not fit in the buffer limit.
 	errLimit = errors.New("proxy: message exceeds the buffer limit")
 	// errDenials: too many denials wait for earlier replies.
 	errDenials = errors.New("proxy: too many pending denials")
-	// errParser: a parser returned a length outside its input.
+	// errParser: a parser returned a length outside its input, or an
+	// unknown Op.
 	errParser = errors.New("proxy: parser returned an invalid length")
 	// errIdle: neither side sent anything for Limits.IdleTimeout.
 	errIdle = errors.New("proxy: connection idle")
+	// errPass: the parser answered OpPass; the rest of the connection is
+	// spliced unparsed.
+	errPass = errors.New("proxy: parser passed the connection")
+	// errPassPending: the connection was passed while denials still
+	// waited for replies that will never be parsed.
+	errPassPending = errors.New("proxy: denials pending when the connection was passed")
+	// errCloseOnDeny: a request of a CloseOnDeny protocol was denied; the
+	// connection ends once its deny reply is written.
+	errCloseOnDeny = errors.New("proxy: request denied, closing")
+	// errFinal: the deny reply that ends a CloseOnDeny connection was
+	// written; nothing may follow it.
+	errFinal = errors.New("proxy: final deny reply written")
 )
 
 // noTag is headTag when no denial waits.
@@ -38,6 +51,11 @@ const noTag = math.MaxUint64
 // shrinkAbove: after a message that grew a buffer beyond this size has been
 // consumed, the buffer goes back to its initial size.
 const shrinkAbove = 256 << 10
+
+// lingerTimeout bounds how long a connection closed after a deny reply
+// (CloseOnDeny) keeps reading what the client still sends, so that the
+// close does not reset the connection before the client has read the reply.
+const lingerTimeout = 2 * time.Second
 
 // session is one proxied connection.
 type session struct {
@@ -54,20 +72,36 @@ type session struct {
 	proto             *l7.Protocol
 	pm                *metrics.Protocol
 	bytesIn, bytesOut prometheus.Counter
+	// maxMsg is the buffer ceiling of each direction (and the bound of
+	// the denials that wait): the protocol's MaxMessage when it sets a
+	// smaller one than Limits.MaxMessage.
+	maxMsg int
 	// redis: the protocol's requests and pushes can break request/reply
-	// pairing (SUBSCRIBE, MONITOR, RESP3 push).
+	// pairing (SUBSCRIBE, MONITOR, RESP3 push), and its keys are never
+	// reported.
 	redis bool
+	// closeOnDeny: the protocol's CloseOnDeny.
+	closeOnDeny bool
 	// up and down are where requests and replies are written: the
 	// upstream and client connections (buffers in allocation tests).
 	up, down io.Writer
 
+	// pmu serialises the parser, which serves both directions. It is held
+	// from Parse until the frame has been judged, reported and answered
+	// (its views may point into the parser), and never during I/O.
+	pmu    sync.Mutex
+	parser l7.Parser
+	// observer is parser as an l7.DenyObserver, or nil.
+	observer l7.DenyObserver
+
 	// Owned by the request goroutine.
-	reqParser  l7.Parser
 	reqFrame   l7.Frame
 	reqScratch []byte
+	// dropping: the last request frame was denied; the bytes the parser
+	// skips until the next frame are its body and are dropped.
+	dropping bool
 
 	// Owned by the reply goroutine.
-	repParser  l7.Parser
 	repFrame   l7.Frame
 	repScratch []byte
 	pushSeen   bool
@@ -75,17 +109,33 @@ type session struct {
 	// lastActive is the time of the last read on either side (UnixNano).
 	lastActive atomic.Int64
 
-	// wmu serialises writes to the client (down).
+	// passing is set once either direction answered OpPass: both
+	// directions then splice what is left. passOnce wakes both readers.
+	passing  atomic.Bool
+	passOnce sync.Once
+
+	// closing is set when a CloseOnDeny denial was produced: the reply
+	// goroutine leaves closing the connection to the request goroutine.
+	closing atomic.Bool
+	// final is closed once the deny reply that ends a CloseOnDeny
+	// connection has been written (nil for other protocols).
+	final chan struct{}
+
+	// wmu serialises writes to the client (down) and guards finalSent.
 	wmu sync.Mutex
+	// finalSent: the final deny reply is out; nothing more goes to the
+	// client.
+	finalSent bool
 
 	// smu guards the pairing state below. It is never held during I/O.
 	smu sync.Mutex
-	// forwarded counts requests written upstream; replied counts replies
-	// written to the client (it is written only by the reply goroutine,
-	// after the reply bytes are written).
+	// forwarded counts requests written upstream that expect a reply;
+	// replied counts complete replies written to the client (it is
+	// written only by the reply goroutine, after the reply bytes are
+	// written).
 	forwarded, replied uint64
 	// unordered: request/reply pairing is broken for good (pub/sub,
-	// MONITOR, RESP3 push); denials are written at once.
+	// MONITOR, RESP3 push, Frame.Unordered); denials are written at once.
 	unordered bool
 	// pend is the FIFO of denials waiting for earlier replies; pend[ph:]
 	// are waiting. Their bytes are pendBuf[pendOff:], in order.
@@ -99,10 +149,12 @@ type session struct {
 }
 
 // pendingDenial is a denial reply that must follow the reply to request
-// number tag; its bytes end at pendBuf[end].
+// number tag; its bytes end at pendBuf[end]. final marks the denial after
+// which a CloseOnDeny connection is closed.
 type pendingDenial struct {
-	tag uint64
-	end int
+	tag   uint64
+	end   int
+	final bool
 }
 
 // startL7 prepares s to carry protocol proto; it allocates what the
@@ -112,10 +164,18 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 	s.pm = s.p.met.Protocol(proto.Name)
 	s.bytesIn = s.p.met.BytesIn()
 	s.bytesOut = s.p.met.BytesOut()
-	s.redis = proto.Name == "redis"
+	s.maxMsg = s.p.lim.MaxMessage
+	if proto.MaxMessage > 0 && proto.MaxMessage < s.maxMsg {
+		s.maxMsg = proto.MaxMessage
+	}
+	s.redis = proto.Name == redisName
+	s.closeOnDeny = proto.CloseOnDeny
+	if s.closeOnDeny {
+		s.final = make(chan struct{})
+	}
 	s.up, s.down = up, down
-	s.reqParser = proto.New()
-	s.repParser = proto.New()
+	s.parser = proto.New()
+	s.observer, _ = s.parser.(l7.DenyObserver)
 	s.reqScratch = make([]byte, 0, 256)
 	s.repScratch = make([]byte, 0, 256)
 	s.pend = make([]pendingDenial, 0, 8)
@@ -125,69 +185,100 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 	s.touch()
 }
 
-// l7 forwards the connection message by message with protocol proto; first
-// holds the client's bytes already read while sniffing.
-func (s *session) l7(proto *l7.Protocol, first []byte) {
-	p := s.p
+// l7 forwards the connection message by message with protocol proto;
+// cfirst and sfirst hold the client's and the server's bytes already read
+// while sniffing.
+func (s *session) l7(proto *l7.Protocol, cfirst, sfirst []byte) {
 	s.startL7(proto, s.upstream, s.client)
+	reqBuf := fullBuffer(cfirst)
+	repBuf := fullBuffer(sfirst)
 
-	reqBuf := first
-	if cap(reqBuf) < initialBuffer {
-		reqBuf = make([]byte, initialBuffer)
-		copy(reqBuf, first)
-	}
-	reqBuf = reqBuf[:cap(reqBuf)]
-
-	var wg sync.WaitGroup
-	wg.Add(1)
+	repDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		err := s.loop(s.upstream, make([]byte, initialBuffer), 0, s.replies)
-		switch {
-		case err == nil:
-			// The workload closed: everything it said has been
-			// forwarded, with the denials that followed it.
-			_ = s.client.Close()
-		case badInput(err):
-			s.pm.Malformed.Inc()
-			p.log.Warn("proxy: closing connection on a bad reply", "src", s.src.String(), "dst", s.dst.String(),
-				"protocol", proto.Name, "err", err)
-			reset(s.client)
-		default:
-			if !isClosed(err) {
-				p.log.Debug("proxy: server side ended", "dst", s.dst.String(), "err", err)
-			}
-			reset(s.client) // also unblocks the request goroutine
-		}
-		_ = s.upstream.Close()
+		defer close(repDone)
+		s.replySide(repBuf, len(sfirst))
 	}()
+	s.requestSide(reqBuf, len(cfirst), repDone)
+	<-repDone
+	_ = s.client.Close()
+	_ = s.upstream.Close()
+}
 
-	reqErr := s.loop(s.client, reqBuf, len(first), s.requests)
+// fullBuffer returns a buffer of at least initialBuffer bytes, extended to
+// its capacity, that starts with first.
+func fullBuffer(first []byte) []byte {
+	buf := first
+	if cap(buf) < initialBuffer {
+		buf = make([]byte, initialBuffer)
+		copy(buf, first)
+	}
+	return buf[:cap(buf)]
+}
+
+// requestSide runs the client → workload direction to its end.
+func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
+	p := s.p
+	rest, err := s.loop(s.client, buf, n, s.requests)
 	switch {
-	case reqErr == nil:
+	case err == nil:
 		// The client is done sending: pass the half-close on and let the
 		// workload answer what it got.
 		_ = s.upstream.CloseWrite()
-	case badInput(reqErr):
+	case errors.Is(err, errPass):
+		s.passRequests(rest)
+	case errors.Is(err, errCloseOnDeny):
+		s.closeAfterDeny(repDone)
+	case badInput(err):
 		reason := enforce.Malformed
-		if errors.Is(reqErr, errLimit) || errors.Is(reqErr, errDenials) || errors.Is(reqErr, l7.ErrTooLong) {
+		if errors.Is(err, errLimit) || errors.Is(err, errDenials) || errors.Is(err, l7.ErrTooLong) {
 			reason = enforce.Limit
 		}
 		s.pm.Malformed.Inc()
 		s.recordBad(reason)
 		p.log.Info("proxy: closing connection on a bad request", "src", s.src.String(), "dst", s.dst.String(),
-			"protocol", proto.Name, "err", reqErr)
+			"protocol", s.proto.Name, "err", err)
 		reset(s.client)
 		_ = s.upstream.Close()
 	default:
-		if !isClosed(reqErr) {
-			p.log.Debug("proxy: client side ended", "src", s.src.String(), "err", reqErr)
+		if !isClosed(err) {
+			p.log.Debug("proxy: client side ended", "src", s.src.String(), "err", err)
 		}
 		reset(s.client)
 		_ = s.upstream.Close()
 	}
-	wg.Wait()
-	_ = s.client.Close()
+}
+
+// replySide runs the workload → client direction to its end.
+func (s *session) replySide(buf []byte, n int) {
+	p := s.p
+	rest, err := s.loop(s.upstream, buf, n, s.replies)
+	if errors.Is(err, errPass) {
+		err = s.passReplies(rest)
+		if err == nil {
+			return
+		}
+	}
+	switch {
+	case s.closing.Load() || errors.Is(err, errFinal):
+		// A CloseOnDeny denial: the request side writes the FIN and
+		// closes both sides once the deny reply is out.
+		return
+	case err == nil:
+		// The workload closed: everything it said has been forwarded,
+		// with the denials that followed it.
+		_ = s.client.Close()
+	case badInput(err):
+		s.pm.Malformed.Inc()
+		p.log.Warn("proxy: closing connection on a bad reply", "src", s.src.String(), "dst", s.dst.String(),
+			"protocol", s.proto.Name, "err", err)
+		reset(s.client)
+	default:
+		if !isClosed(err) {
+			p.log.Debug("proxy: server side ended", "dst", s.dst.String(), "err", err)
+		}
+		reset(s.client) // also unblocks the request goroutine
+	}
+	_ = s.upstream.Close()
 }
 
 // badInput reports errors that say a peer sent something the proxy cannot
@@ -206,20 +297,32 @@ func isClosed(err error) bool {
 // loop reads src into buf (whose first n bytes are already filled) and hands
 // the unconsumed bytes to process after each read, keeping the bytes it did
 // not consume (an incomplete message) at the front. It grows buf up to
-// MaxMessage. It returns nil at the end of the stream, or the error that
-// ended it.
-func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte) (consumed, need int, err error)) error {
-	lim := s.p.lim.MaxMessage
+// maxMsg. It returns nil at the end of the stream, or the error that
+// ended it; with errPass (this direction's parser, or the other's, passed
+// the connection) it also returns the bytes read but not consumed, which
+// must be forwarded before the rest of the stream.
+func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte) (consumed, need int, err error)) ([]byte, error) {
+	lim := s.maxMsg
 	idle := s.p.lim.IdleTimeout
 	if idle > 0 {
 		_ = src.SetReadDeadline(time.Now().Add(idle))
 	}
 	fresh := n > 0
 	for {
+		if s.passing.Load() {
+			// Checked after every read and every deadline change: the
+			// other direction passed the connection.
+			s.startPass()
+			return buf[:n], errPass
+		}
 		if fresh {
 			c, need, err := process(buf[:n])
+			if errors.Is(err, errPass) {
+				s.startPass()
+				return buf[c:n], errPass
+			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if c > 0 {
 				n = copy(buf, buf[c:n])
@@ -228,11 +331,11 @@ func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte)
 				buf = make([]byte, initialBuffer)
 			}
 			if n+need > lim {
-				return errLimit
+				return nil, errLimit
 			}
 			if n+need > len(buf) || n == len(buf) {
-				if n == lim {
-					return errLimit
+				if n >= lim {
+					return nil, errLimit
 				}
 				nb := make([]byte, min(lim, max(2*len(buf), n+need)))
 				copy(nb, buf[:n])
@@ -246,6 +349,9 @@ func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte)
 			s.touch()
 		}
 		if err != nil {
+			if s.passing.Load() {
+				continue
+			}
 			if errors.Is(err, os.ErrDeadlineExceeded) && idle > 0 {
 				last := time.Unix(0, s.lastActive.Load())
 				if time.Since(last) < idle {
@@ -253,12 +359,12 @@ func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte)
 					_ = src.SetReadDeadline(last.Add(idle))
 					continue
 				}
-				return errIdle
+				return nil, errIdle
 			}
 			if errors.Is(err, io.EOF) {
-				return nil
+				return nil, nil
 			}
-			return err
+			return nil, err
 		}
 	}
 }
@@ -275,66 +381,111 @@ func (s *session) requests(buf []byte) (consumed, need int, err error) {
 		s.conn.Refresh(pol)
 		s.refreshKey()
 	}
+	f := &s.reqFrame
 	var (
 		off, start, frames int
 		unordered          bool
 	)
 	for off < len(buf) {
-		op, n, perr := s.reqParser.Parse(l7.DirRequest, buf[off:], &s.reqFrame)
-		if perr != nil {
-			err = perr
+		s.pmu.Lock()
+		op, n, perr := s.parser.Parse(l7.DirRequest, buf[off:], f)
+		if perr != nil || op == l7.OpMore || op == l7.OpPass {
+			s.pmu.Unlock()
+			if perr != nil {
+				err = perr
+			} else if op == l7.OpMore {
+				need = max(n, 1)
+			} else {
+				err = errPass
+			}
 			break
 		}
-		if op == l7.OpMore {
-			need = max(n, 1)
-			break
-		}
-		if n <= 0 || n > len(buf)-off {
+		if n <= 0 || n > len(buf)-off || (op != l7.OpFrame && op != l7.OpSkip) {
+			s.pmu.Unlock()
 			err = errParser
 			break
 		}
-		if op == l7.OpFrame {
-			d := s.conn.Message(&s.reqFrame)
-			s.recordMessage(&s.reqFrame, d, n)
-			if d.Verdict == enforce.Deny && d.Enforced {
-				if ferr := s.forward(buf[start:off], frames, unordered); ferr != nil {
-					return off, 0, ferr
-				}
-				frames, unordered = 0, false
-				off += n
+		if op == l7.OpSkip {
+			s.pmu.Unlock()
+			off += n
+			if s.dropping {
+				// The body of the denied frame: dropped with it.
 				start = off
-				if derr := s.deny(&s.reqFrame, d); derr != nil {
-					return off, 0, derr
-				}
-				continue
 			}
-			frames++
-			if s.redis && breaksPairing(s.reqFrame.Verb) {
+			continue
+		}
+		s.dropping = false
+		var d enforce.Decision // Allow for a Control frame: not judged
+		if !f.Control {
+			d = s.conn.Message(f)
+			s.recordMessage(f, d, n)
+		}
+		if d.Verdict != enforce.Deny || !d.Enforced {
+			if f.Unordered || (s.redis && breaksPairing(f.Verb)) {
 				unordered = true
 			}
+			if !f.NoReply {
+				frames++
+			}
+			s.pmu.Unlock()
+			off += n
+			continue
 		}
+		// Denied: the requests before it are counted as forwarded before
+		// its reply is placed, then written; the reply follows.
+		s.count(frames, unordered)
+		now, derr := s.prepareDeny(f, d)
+		if derr == nil && s.observer != nil {
+			s.observer.Denied(f)
+		}
+		s.pmu.Unlock()
+		if werr := s.write(buf[start:off]); werr != nil {
+			return off, 0, werr
+		}
+		frames, unordered = 0, false
 		off += n
+		start = off
+		s.dropping = true
+		if derr != nil {
+			return off, 0, derr
+		}
+		if now {
+			if werr := s.writeDenial(); werr != nil {
+				return off, 0, werr
+			}
+		}
+		if s.closeOnDeny {
+			// Nothing after a denied request of such a protocol is
+			// forwarded: the connection ends with its deny reply.
+			return len(buf), 0, errCloseOnDeny
+		}
 	}
-	if ferr := s.forward(buf[start:off], frames, unordered); ferr != nil {
-		return off, 0, ferr
+	s.count(frames, unordered)
+	if werr := s.write(buf[start:off]); werr != nil {
+		return off, 0, werr
 	}
 	return off, need, err
 }
 
-// forward writes b (frames requests that each expect a reply, plus skipped
-// bytes) upstream. The count goes up before the write, so that a reply can
-// never be counted before its request.
-func (s *session) forward(b []byte, frames int, unordered bool) error {
+// count adds frames requests (that expect a reply) to the forwarded count
+// and marks the connection unordered when asked, before their bytes are
+// written, so that a reply can never be counted before its request.
+func (s *session) count(frames int, unordered bool) {
+	if frames == 0 && !unordered {
+		return
+	}
+	s.smu.Lock()
+	s.forwarded += uint64(frames)
+	if unordered {
+		s.unordered = true
+	}
+	s.smu.Unlock()
+}
+
+// write forwards request bytes upstream.
+func (s *session) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
-	}
-	if frames > 0 || unordered {
-		s.smu.Lock()
-		s.forwarded += uint64(frames)
-		if unordered {
-			s.unordered = true
-		}
-		s.smu.Unlock()
 	}
 	if _, err := s.up.Write(b); err != nil {
 		return err
@@ -343,12 +494,25 @@ func (s *session) forward(b []byte, frames int, unordered bool) error {
 	return nil
 }
 
-// deny answers a denied request: at once when every forwarded request has
-// been answered (or pairing is broken), else after the reply to the last
-// request forwarded before it.
-func (s *session) deny(f *l7.Frame, d enforce.Decision) error {
+// prepareDeny builds the deny reply to f. When every forwarded request has
+// been answered (or pairing is broken) the reply goes out at once: now is
+// true and the bytes are in reqScratch (with any denials still queued
+// before them) for writeDenial. Otherwise it waits in the FIFO, after the
+// reply to the last request forwarded before it. A protocol whose Deny
+// appends nothing (a request its client expects no answer to) queues
+// nothing, unless the connection closes after it.
+func (s *session) prepareDeny(f *l7.Frame, d enforce.Decision) (now bool, err error) {
 	reason := d.Reason.String()
+	if s.closeOnDeny {
+		s.closing.Store(true)
+	}
 	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.passing.Load() {
+		// The other direction passed the connection: nothing can be
+		// placed any more.
+		return false, errPassPending
+	}
 	if s.unordered || (s.replied == s.forwarded && s.ph == len(s.pend)) {
 		out := s.reqScratch[:0]
 		if s.ph < len(s.pend) {
@@ -356,27 +520,43 @@ func (s *session) deny(f *l7.Frame, d enforce.Decision) error {
 			out = append(out, s.pendBuf[s.pendOff:]...)
 			s.clearPending()
 		}
-		out = s.proto.Deny(out, f, reason)
-		s.reqScratch = out
-		s.smu.Unlock()
-		s.wmu.Lock()
-		_, err := s.down.Write(out)
-		s.wmu.Unlock()
-		if err == nil {
-			s.bytesOut.Add(float64(len(out)))
-		}
-		return err
+		s.reqScratch = s.proto.Deny(out, f, reason)
+		return true, nil
 	}
+	before := len(s.pendBuf)
 	s.pendBuf = s.proto.Deny(s.pendBuf, f, reason)
-	if len(s.pendBuf)-s.pendOff > s.p.lim.MaxMessage {
-		s.smu.Unlock()
-		return errDenials
+	if len(s.pendBuf) == before && !s.closeOnDeny {
+		return false, nil
 	}
-	s.pend = append(s.pend, pendingDenial{tag: s.forwarded, end: len(s.pendBuf)})
+	if len(s.pendBuf)-s.pendOff > s.maxMsg {
+		return false, errDenials
+	}
+	s.pend = append(s.pend, pendingDenial{tag: s.forwarded, end: len(s.pendBuf), final: s.closeOnDeny})
 	if s.ph == len(s.pend)-1 {
 		s.headTag.Store(s.forwarded)
 	}
-	s.smu.Unlock()
+	return false, nil
+}
+
+// writeDenial writes the deny replies prepareDeny left in reqScratch to the
+// client.
+func (s *session) writeDenial() error {
+	out := s.reqScratch
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.passing.Load() {
+		return errPassPending
+	}
+	if len(out) > 0 {
+		if _, err := s.down.Write(out); err != nil {
+			return err
+		}
+		s.bytesOut.Add(float64(len(out)))
+	}
+	if s.closeOnDeny && !s.finalSent {
+		s.finalSent = true
+		close(s.final)
+	}
 	return nil
 }
 
@@ -394,6 +574,7 @@ func (s *session) clearPending() {
 // how many bytes it consumed and how many more the next reply needs. It
 // allocates nothing.
 func (s *session) replies(buf []byte) (consumed, need int, err error) {
+	f := &s.repFrame
 	var off, start, k int
 	for off < len(buf) {
 		if k > 0 && s.headTag.Load() <= s.replied+uint64(k) {
@@ -403,7 +584,10 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 			}
 			start, k = off, 0
 		}
-		op, n, perr := s.repParser.Parse(l7.DirReply, buf[off:], &s.repFrame)
+		s.pmu.Lock()
+		op, n, perr := s.parser.Parse(l7.DirReply, buf[off:], f)
+		partial, unordered := f.Partial, f.Unordered
+		s.pmu.Unlock()
 		if perr != nil {
 			err = perr
 			break
@@ -412,18 +596,33 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 			need = max(n, 1)
 			break
 		}
+		if op == l7.OpPass {
+			err = errPass
+			break
+		}
 		if n <= 0 || n > len(buf)-off {
 			err = errParser
 			break
 		}
-		if op == l7.OpFrame {
-			k++
-		} else if s.redis && !s.pushSeen && buf[off] == '>' {
-			// A RESP3 push: not an answer to any request.
-			s.pushSeen = true
-			s.smu.Lock()
-			s.unordered = true
-			s.smu.Unlock()
+		switch op {
+		case l7.OpFrame:
+			if !partial {
+				k++
+			}
+			if unordered {
+				s.markUnordered()
+			}
+		case l7.OpSkip:
+			if s.redis && !s.pushSeen && buf[off] == '>' {
+				// A RESP3 push: not an answer to any request.
+				s.pushSeen = true
+				s.markUnordered()
+			}
+		default:
+			err = errParser
+		}
+		if err != nil {
+			break
 		}
 		off += n
 	}
@@ -433,14 +632,27 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 	return off, need, err
 }
 
-// commit writes b (k complete replies and skipped bytes) to the client,
-// counts the replies, then writes the denials that were waiting for them.
+// markUnordered breaks request/reply pairing for the rest of the
+// connection.
+func (s *session) markUnordered() {
+	s.smu.Lock()
+	s.unordered = true
+	s.smu.Unlock()
+}
+
+// commit writes b (k complete replies and skipped or partial frames) to the
+// client, counts the replies, then writes the denials that were waiting for
+// them. After the final denial of a CloseOnDeny connection it returns
+// errFinal.
 func (s *session) commit(b []byte, k int) error {
 	if len(b) == 0 && k == 0 {
 		return nil
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.finalSent {
+		return errFinal
+	}
 	if len(b) > 0 {
 		if _, err := s.down.Write(b); err != nil {
 			return err
@@ -453,8 +665,10 @@ func (s *session) commit(b []byte, k int) error {
 	s.smu.Lock()
 	s.replied += uint64(k)
 	out := s.repScratch[:0]
+	final := false
 	if s.ph < len(s.pend) && s.pend[s.ph].tag <= s.replied {
 		for s.ph < len(s.pend) && s.pend[s.ph].tag <= s.replied {
+			final = final || s.pend[s.ph].final
 			s.ph++
 		}
 		end := s.pend[s.ph-1].end
@@ -468,15 +682,23 @@ func (s *session) commit(b []byte, k int) error {
 	}
 	s.smu.Unlock()
 	s.repScratch = out
-	if len(out) == 0 {
-		return nil
+	if len(out) > 0 {
+		if _, err := s.down.Write(out); err != nil {
+			return err
+		}
+		s.bytesOut.Add(float64(len(out)))
 	}
-	if _, err := s.down.Write(out); err != nil {
-		return err
+	if final {
+		s.finalSent = true
+		close(s.final)
+		return errFinal
 	}
-	s.bytesOut.Add(float64(len(out)))
 	return nil
 }
+
+// redisName is the Redis protocol's name, whose pairing breakers are known
+// to the proxy and whose keys are never reported.
+const redisName = "redis"
 
 // pairingBreakers are the Redis commands after which replies no longer pair
 // with requests one to one.
