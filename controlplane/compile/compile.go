@@ -279,6 +279,7 @@ func compileRules(ns, name string, rules []v1alpha1.Rule) []*bulkheadv1.Rule {
 			slices.Sort(cmds)
 			cr.Redis = &bulkheadv1.RedisMatch{Commands: slices.Compact(cmds)}
 		}
+		cr.L7 = compileL7(&r)
 		out = append(out, cr)
 	}
 	if len(out) == 0 {

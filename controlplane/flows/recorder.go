@@ -28,24 +28,37 @@ type Options struct {
 
 // Record is one flow or violation as the admin API shows it (JSON).
 type Record struct {
-	Direction  string    `json:"direction"` // "ingress", "egress"
-	SrcIP      string    `json:"srcIP"`
-	SrcSegment string    `json:"srcSegment"`
-	DstIP      string    `json:"dstIP"`
-	DstSegment string    `json:"dstSegment"`
-	DstPort    uint32    `json:"dstPort"`
-	Protocol   string    `json:"protocol"`
-	Verb       string    `json:"verb"`
-	Sub        string    `json:"sub"`
-	Verdict    string    `json:"verdict"` // "allow", "violation", "deny"
-	Mode       string    `json:"mode"`    // "discover", "monitor", "protect"
-	Rule       string    `json:"rule"`
-	Reason     string    `json:"reason"`
-	Count      uint64    `json:"count"`
-	Bytes      uint64    `json:"bytes"`
-	FirstSeen  time.Time `json:"firstSeen"`
-	LastSeen   time.Time `json:"lastSeen"`
-	Node       string    `json:"node"`
+	Direction  string `json:"direction"` // "ingress", "egress"
+	SrcIP      string `json:"srcIP"`
+	SrcSegment string `json:"srcSegment"`
+	DstIP      string `json:"dstIP"`
+	DstSegment string `json:"dstSegment"`
+	DstPort    uint32 `json:"dstPort"`
+	Protocol   string `json:"protocol"`
+	Verb       string `json:"verb"`
+	Sub        string `json:"sub"`
+	// Resource, Aux and MoreResources are the L7 detail beyond the verb
+	// (path, table, topic, name…; host, database, client id…; the further
+	// resources of a message), see docs/contracts.md, "L7 frames".
+	Resource      string    `json:"resource"`
+	Aux           string    `json:"aux"`
+	MoreResources []string  `json:"moreResources,omitempty"`
+	Verdict       string    `json:"verdict"` // "allow", "violation", "deny"
+	Mode          string    `json:"mode"`    // "discover", "monitor", "protect"
+	Rule          string    `json:"rule"`
+	Reason        string    `json:"reason"`
+	Count         uint64    `json:"count"`
+	Bytes         uint64    `json:"bytes"`
+	FirstSeen     time.Time `json:"firstSeen"`
+	LastSeen      time.Time `json:"lastSeen"`
+	Node          string    `json:"node"`
+}
+
+// clone copies r, its slice included.
+func (r *Record) clone() Record {
+	c := *r
+	c.MoreResources = slices.Clone(r.MoreResources)
+	return c
 }
 
 // Filter selects records.
@@ -81,7 +94,8 @@ type Stats struct {
 	ViolationEvictions uint64
 }
 
-// flowKey is what a flow aggregates by.
+// flowKey is what a flow aggregates by: every field but the counters, times,
+// segments, mode, reason and node, which are taken from the newest report.
 type flowKey struct {
 	dir      bulkheadv1.Direction
 	src, dst string
@@ -89,6 +103,9 @@ type flowKey struct {
 	protocol string
 	verb     string
 	sub      string
+	resource string
+	aux      string
+	more     string // MoreResources joined by NUL
 	verdict  bulkheadv1.Verdict
 	rule     string
 }
@@ -156,6 +173,7 @@ func (r *Recorder) Record(node string, flows []*bulkheadv1.Flow) {
 		k := flowKey{
 			dir: f.GetDirection(), src: f.GetSrcIp(), dst: f.GetDstIp(), port: f.GetDstPort(),
 			protocol: f.GetProtocol(), verb: f.GetVerb(), sub: f.GetSub(), verdict: f.GetVerdict(), rule: f.GetRule(),
+			resource: f.GetResource(), aux: f.GetAux(), more: strings.Join(f.GetMoreResources(), "\x00"),
 		}
 		if el, ok := r.flows[k]; ok {
 			cur := &el.Value.(*entry).rec
@@ -203,7 +221,7 @@ func (r *Recorder) Flows(f Filter) []Record {
 	out := make([]Record, 0, min(r.lru.Len(), limitOr(f.Limit, r.lru.Len())))
 	for el := r.lru.Front(); el != nil; el = el.Next() {
 		if rec := &el.Value.(*entry).rec; f.match(rec) {
-			out = append(out, *rec)
+			out = append(out, rec.clone())
 		}
 	}
 	r.mu.Unlock()
@@ -227,7 +245,7 @@ func (r *Recorder) Violations(f Filter) []Record {
 		if !f.match(rec) {
 			continue
 		}
-		out = append(out, *rec)
+		out = append(out, rec.clone())
 		if f.Limit > 0 && len(out) == f.Limit {
 			break
 		}
@@ -260,6 +278,8 @@ func toRecord(node string, f *bulkheadv1.Flow, now time.Time) Record {
 		Protocol:   f.GetProtocol(),
 		Verb:       f.GetVerb(),
 		Sub:        f.GetSub(),
+		Resource:   f.GetResource(),
+		Aux:        f.GetAux(),
 		Verdict:    verdictName(f.GetVerdict()),
 		Mode:       ModeName(f.GetMode()),
 		Rule:       f.GetRule(),
@@ -269,6 +289,9 @@ func toRecord(node string, f *bulkheadv1.Flow, now time.Time) Record {
 		FirstSeen:  now,
 		LastSeen:   now,
 		Node:       node,
+	}
+	if more := f.GetMoreResources(); len(more) > 0 {
+		rec.MoreResources = slices.Clone(more)
 	}
 	if ts := f.GetFirstSeen(); ts != nil && ts.IsValid() {
 		rec.FirstSeen = ts.AsTime()

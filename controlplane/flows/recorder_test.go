@@ -3,6 +3,8 @@ package flows
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,8 +98,8 @@ func TestRecorderJSONFields(t *testing.T) {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	want := []string{"bytes", "count", "direction", "dstIP", "dstPort", "dstSegment", "firstSeen", "lastSeen", "mode", "node",
-		"protocol", "reason", "rule", "srcIP", "srcSegment", "sub", "verb", "verdict"}
+	want := []string{"aux", "bytes", "count", "direction", "dstIP", "dstPort", "dstSegment", "firstSeen", "lastSeen", "mode", "node",
+		"protocol", "reason", "resource", "rule", "srcIP", "srcSegment", "sub", "verb", "verdict"}
 	if diff := cmp.Diff(want, keys, cmpSorted); diff != "" {
 		t.Errorf("JSON keys (-want +got):\n%s", diff)
 	}
@@ -176,5 +178,62 @@ func TestFilterSegment(t *testing.T) {
 				t.Errorf("Flows = %v, want %d records", flows, len(tc.want))
 			}
 		})
+	}
+}
+
+// sqlFlow is a monitor-mode MySQL statement from cart to db.
+func sqlFlow(verb, db string, tables ...string) *bulkheadv1.Flow {
+	f := flow(verb, bulkheadv1.Verdict_VERDICT_VIOLATION, 1, 0, 0)
+	f.Protocol, f.DstPort, f.DstSegment, f.Aux = "mysql", 3306, "demo/db", db
+	if len(tables) > 0 {
+		f.Resource, f.MoreResources = tables[0], tables[1:]
+	}
+	return f
+}
+
+func TestRecorderL7Fields(t *testing.T) {
+	r := NewRecorder(Options{})
+	join := sqlFlow("SELECT", "shop", "orders", "users")
+	r.Record("db.demo", []*bulkheadv1.Flow{
+		join,
+		sqlFlow("SELECT", "shop", "orders", "users"), // same key: aggregated
+		sqlFlow("SELECT", "shop", "orders"),          // fewer tables: its own record
+		sqlFlow("SELECT", "shop", "orders", "items"), // other tables
+		sqlFlow("SELECT", "app", "orders", "users"),  // other database
+		sqlFlow("SELECT", "shop", "users", "orders"), // other order
+	})
+	type l7 struct {
+		Resource, Aux string
+		More          []string
+		Count         uint64
+	}
+	var got []l7
+	for _, rec := range r.Flows(Filter{}) {
+		got = append(got, l7{rec.Resource, rec.Aux, rec.MoreResources, rec.Count})
+	}
+	want := []l7{
+		{"orders", "shop", []string{"users"}, 2},
+		{"orders", "shop", nil, 1},
+		{"orders", "shop", []string{"items"}, 1},
+		{"orders", "app", []string{"users"}, 1},
+		{"users", "shop", []string{"orders"}, 1},
+	}
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b l7) bool { return fmt.Sprint(a) < fmt.Sprint(b) })); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+	// Records are copies: neither the report nor a caller changes them.
+	join.MoreResources[0] = "changed"
+	r.Violations(Filter{})[0].MoreResources[0] = "changed"
+	for _, rec := range append(r.Flows(Filter{}), r.Violations(Filter{})...) {
+		if slices.Contains(rec.MoreResources, "changed") {
+			t.Fatalf("record changed through a shared slice: %+v", rec)
+		}
+	}
+	b, err := json.Marshal(r.Violations(Filter{Limit: 1})[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"resource":"users","aux":"shop","moreResources":["orders"]`; !strings.Contains(string(b), want) {
+		t.Errorf("JSON %s lacks %s", b, want)
 	}
 }

@@ -41,6 +41,9 @@ const (
 	maxVerb         = 64 // l7.MaxVerb
 	maxRule         = 512
 	maxReason       = 256
+	maxResource     = 256 // Flow.resource, each of Flow.more_resources
+	maxAux          = 128
+	maxMore         = 15 // l7.MaxResources - 1
 )
 
 // ServerOptions tunes a Server. The zero value uses the defaults.
@@ -318,9 +321,20 @@ func validFlow(f *bulkheadv1.Flow) error {
 		{"sub", f.GetSub(), maxVerb},
 		{"rule", f.GetRule(), maxRule},
 		{"reason", f.GetReason(), maxReason},
+		{"resource", f.GetResource(), maxResource},
+		{"aux", f.GetAux(), maxAux},
 	} {
 		if len(c.v) > c.max {
 			return fmt.Errorf("%s of %d bytes, at most %d", c.name, len(c.v), c.max)
+		}
+	}
+	more := f.GetMoreResources()
+	if len(more) > maxMore {
+		return fmt.Errorf("%d more_resources, at most %d", len(more), maxMore)
+	}
+	for _, r := range more {
+		if len(r) > maxResource {
+			return fmt.Errorf("more_resources entry of %d bytes, at most %d", len(r), maxResource)
 		}
 	}
 	return nil

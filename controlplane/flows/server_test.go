@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
@@ -218,5 +219,27 @@ func TestReportRefusesBadBatches(t *testing.T) {
 	}
 	if got := counter(t, e.reg, "bulkhead_flows_rejected_total"); got != 4 {
 		t.Errorf("bulkhead_flows_rejected_total = %v, want 4", got)
+	}
+}
+
+func TestValidFlowBoundsL7(t *testing.T) {
+	ok := sqlFlow("SELECT", strings.Repeat("d", maxAux), strings.Repeat("t", maxResource))
+	for range maxMore {
+		ok.MoreResources = append(ok.MoreResources, strings.Repeat("m", maxResource))
+	}
+	if err := validFlow(ok); err != nil {
+		t.Fatalf("flow at the bounds: %v", err)
+	}
+	for name, edit := range map[string]func(f *bulkheadv1.Flow){
+		"resource":             func(f *bulkheadv1.Flow) { f.Resource += "x" },
+		"aux":                  func(f *bulkheadv1.Flow) { f.Aux += "x" },
+		"more_resources":       func(f *bulkheadv1.Flow) { f.MoreResources = append(f.MoreResources, "x") },
+		"more_resources entry": func(f *bulkheadv1.Flow) { f.MoreResources[3] += "x" },
+	} {
+		f := proto.Clone(ok).(*bulkheadv1.Flow)
+		edit(f)
+		if err := validFlow(f); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s over its bound: %v", name, err)
+		}
 	}
 }

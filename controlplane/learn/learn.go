@@ -5,9 +5,29 @@
 // egress flow a rule of the source segment's; either only while that segment
 // is in discover mode, both as the proxy judged it (Flow.Mode) and as the
 // store says now. A rule allows one peer (a segment, or an unknown address as
-// a /32 or /128 CIDR) on one port and protocol; Redis rules list the commands
-// seen, in lower case, "verb|sub" for commands with sub-commands. Learning is
-// idempotent: flows already covered change nothing.
+// a /32 or /128 CIDR) on one port and protocol, with the typed matcher of its
+// protocol built from the flow's verb, resources and aux (see
+// docs/contracts.md, "L7 frames, per protocol"):
+//
+//   - redis: the commands seen, lower case, "verb|sub" for commands with
+//     sub-commands;
+//   - http, http2: per method, the paths seen, generalised (identifier-like
+//     segments become "{id}", see vocab.GeneralizePath; the store folds
+//     high-cardinality segments into templates), and the hosts when
+//     requests carry one; on http2, POSTs to "/package.Service/Method"
+//     paths are gRPC calls and teach a grpc matcher instead;
+//   - mysql, postgres: per verb, the tables and the database;
+//   - kafka: per API (as apis, never roles), the topics and client ids;
+//   - mongodb: per command, the collections and the database;
+//   - dns: the names and query types; tls: the server names (SNI);
+//     memcached: the commands (never keys: key prefixes are a person's
+//     choice).
+//
+// Protocols learned per verb get one rule per verb (from-cart-http-8080-get),
+// so that uniting the values of several flows in one rule does not allow
+// verbs on resources never seen together with them. A value a flow lacks
+// (no Host header, a statement naming no table) makes that list empty: any.
+// Learning is idempotent: flows already covered change nothing.
 package learn
 
 import (
@@ -16,12 +36,15 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
+	"github.com/bulkhead-io/bulkhead/controlplane/compile/vocab"
 	"github.com/bulkhead-io/bulkhead/controlplane/store"
 )
 
@@ -51,41 +74,36 @@ type target struct {
 
 // Observe learns from one batch of flows reported by node. Flows that teach
 // nothing are skipped: not in discover mode, denied, already allowed by a
-// rule, of an unknown segment, protocol or port, and Redis flows without a
-// command (a bare connection to a Redis port would otherwise allow every
-// command). The rules of each policy are merged with one store write.
+// rule, of an unknown segment, protocol or port, flows of a parsed protocol
+// without a verb (a bare connection would otherwise allow every message),
+// and flows whose values no matcher can hold. The rules of each policy are
+// merged with one store write.
 func (l *Learner) Observe(node string, flows []*bulkheadv1.Flow) {
-	groups := make(map[target]map[string]*v1alpha1.Rule)
+	groups := make(map[target][]v1alpha1.Rule)
+	seen := make(map[string]bool)     // rules already taken from this batch
 	discover := make(map[string]bool) // by segment key, asked once per batch
 	var skipped int
 	for _, f := range flows {
-		tg, r, ok := l.learnable(f)
+		tg, r, key, ok := l.learnable(f)
 		if !ok {
 			skipped++
 			continue
 		}
-		key := tg.ns + "/" + tg.name
-		d, seen := discover[key]
-		if !seen {
+		pkey := tg.ns + "/" + tg.name
+		d, asked := discover[pkey]
+		if !asked {
 			d = l.st.EffectiveMode(tg.ns, tg.name) == v1alpha1.ModeDiscover
-			discover[key] = d
+			discover[pkey] = d
 		}
 		if !d {
 			skipped++
 			continue
 		}
-		rules := groups[tg]
-		if rules == nil {
-			rules = make(map[string]*v1alpha1.Rule)
-			groups[tg] = rules
-		}
-		if old := rules[r.Name]; old != nil {
-			if old.Redis != nil && r.Redis != nil {
-				old.Redis.Commands = append(old.Redis.Commands, r.Redis.Commands...)
-			}
+		if key = pkey + "\x00" + tg.dir.String() + "\x00" + key; seen[key] {
 			continue
 		}
-		rules[r.Name] = r
+		seen[key] = true
+		groups[tg] = append(groups[tg], *r)
 	}
 
 	targets := make([]target, 0, len(groups))
@@ -96,18 +114,21 @@ func (l *Learner) Observe(node string, flows []*bulkheadv1.Flow) {
 		return cmp.Or(strings.Compare(a.ns, b.ns), strings.Compare(a.name, b.name), cmp.Compare(a.dir, b.dir))
 	})
 	for _, tg := range targets {
-		rules := make([]v1alpha1.Rule, 0, len(groups[tg]))
-		for _, r := range groups[tg] {
-			rules = append(rules, *r)
-		}
-		slices.SortFunc(rules, func(a, b v1alpha1.Rule) int { return strings.Compare(a.Name, b.Name) })
+		rules := groups[tg]
+		slices.SortStableFunc(rules, func(a, b v1alpha1.Rule) int { return strings.Compare(a.Name, b.Name) })
 		changed, err := l.st.MergeLearned(tg.ns, tg.name, tg.dir, rules)
 		if err != nil {
 			l.log.Warn("learn: cannot merge learned rules", "node", node, "policy", tg.ns+"/"+tg.name, "direction", tg.dir, "err", err)
 			continue
 		}
 		if changed {
-			l.log.Info("learn: rules learned", "node", node, "policy", tg.ns+"/"+tg.name, "direction", tg.dir, "rules", len(rules))
+			names := 1
+			for i := 1; i < len(rules); i++ {
+				if rules[i].Name != rules[i-1].Name {
+					names++
+				}
+			}
+			l.log.Info("learn: rules learned", "node", node, "policy", tg.ns+"/"+tg.name, "direction", tg.dir, "rules", names)
 		}
 	}
 	if skipped > 0 {
@@ -115,11 +136,29 @@ func (l *Learner) Observe(node string, flows []*bulkheadv1.Flow) {
 	}
 }
 
-// learnable returns the policy a flow teaches and the rule it teaches, or
-// false. It checks everything but the store's mode.
-func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, bool) {
+// How flows carry L7 detail (bulkheadv1.Flow, dataplane/report): a resource
+// (each of more_resources too) has at most MaxFlowResource bytes, aux at most
+// MaxFlowAux; a longer field is cut and ends in Cut, within its bound (a few
+// bytes less where the cut falls inside a UTF-8 sequence); when a message
+// named more resources than a flow carries, the last of more_resources is
+// Cut.
+const (
+	MaxFlowResource = 256
+	MaxFlowAux      = 128
+	Cut             = "..."
+)
+
+// wasCut reports whether a field with the given bound was cut.
+func wasCut(v string, bound int) bool {
+	return strings.HasSuffix(v, Cut) && len(v) >= bound-len(Cut)-utf8.UTFMax
+}
+
+// learnable returns the policy a flow teaches, the rule it teaches and a key
+// that is equal for flows teaching the same rule, or false. It checks
+// everything but the store's mode.
+func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, string, bool) {
 	if f == nil || f.Mode != bulkheadv1.Mode_MODE_DISCOVER || f.Verdict == bulkheadv1.Verdict_VERDICT_DENY || f.Rule != "" {
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
 	var own, peerSeg, peerIP, prefix string
 	var tg target
@@ -129,21 +168,21 @@ func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, bool) {
 	case bulkheadv1.Direction_DIRECTION_EGRESS:
 		own, peerSeg, peerIP, prefix, tg.dir = f.SrcSegment, f.DstSegment, f.DstIp, "to-", store.Egress
 	default:
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
 	var ok bool
 	if tg.ns, tg.name, ok = splitKey(own); !ok {
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
 	if f.DstPort < 1 || f.DstPort > 65535 {
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
 	proto := strings.ToLower(f.Protocol)
 	if proto == "" {
 		proto = v1alpha1.ProtocolTCP
 	}
 	if !v1alpha1.IsKnownProtocol(proto) {
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
 
 	r := &v1alpha1.Rule{
@@ -162,7 +201,7 @@ func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, bool) {
 	} else {
 		ip, err := netip.ParseAddr(peerIP)
 		if err != nil || ip.Zone() != "" {
-			return target{}, nil, false
+			return target{}, nil, "", false
 		}
 		ip = ip.Unmap()
 		r.Peers = []v1alpha1.Peer{{CIDR: netip.PrefixFrom(ip, ip.BitLen()).String()}}
@@ -172,27 +211,167 @@ func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, bool) {
 			peerName = strings.ReplaceAll(ip.StringExpanded(), ":", "-")
 		}
 	}
-	r.Name = ruleName(prefix + peerName + "-" + proto + "-" + strconv.FormatUint(uint64(f.DstPort), 10))
-
-	if proto == v1alpha1.ProtocolRedis {
+	name := prefix + peerName + "-" + proto + "-" + strconv.FormatUint(uint64(f.DstPort), 10)
+	if proto != v1alpha1.ProtocolTCP {
 		if f.Connection || f.Verb == "" {
-			return target{}, nil, false
+			return target{}, nil, "", false
 		}
-		c := strings.ToLower(f.Verb)
-		if f.Sub != "" {
-			c += "|" + strings.ToLower(f.Sub)
+		suffix, ok := teach(r, proto, f)
+		if !ok {
+			l.log.Debug("learn: flow of a protocol learning does not know", "protocol", proto)
+			return target{}, nil, "", false
 		}
-		r.Redis = &v1alpha1.RedisMatch{Commands: []string{c}}
+		name += suffix
 	}
+	r.Name = ruleName(name)
 	// One bad flow (an odd command, a peer name no rule can carry) must not
 	// spoil the batch it came in: check the rule alone.
 	check := v1alpha1.SegmentPolicy{Spec: v1alpha1.SegmentPolicySpec{Ingress: []v1alpha1.Rule{*r}}}
 	check.Name, check.Namespace = tg.name, tg.ns
 	if err := check.Validate(); err != nil {
 		l.log.Debug("learn: flow teaches no valid rule", "rule", r.Name, "err", err)
-		return target{}, nil, false
+		return target{}, nil, "", false
 	}
-	return tg, r, true
+	key := strings.Join(append([]string{r.Name, f.Verb, f.Sub, f.Resource, f.Aux}, f.MoreResources...), "\x00")
+	return tg, r, key, true
+}
+
+// grpcPath matches the path of a gRPC call, "/package.Service/Method"; the
+// package is required, so that REST paths like "/users/create" stay HTTP.
+var grpcPath = regexp.MustCompile(`^/([A-Za-z_][A-Za-z0-9_]*\.)+[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*$`)
+
+// teach sets r's matcher from the L7 fields of f, a flow of the parsed
+// protocol proto with a verb. It returns what the rule's name gets appended
+// ("" for protocols learned in one rule per peer and port, "-<verb>" for
+// those learned per verb, "-grpc" for gRPC calls), or false for a protocol
+// it does not know or a flow it cannot learn from. Values a matcher cannot
+// hold are left to the caller's validation of the rule.
+func teach(r *v1alpha1.Rule, proto string, f *bulkheadv1.Flow) (string, bool) {
+	// A '*' in a value would turn a learned host, name, topic or table into
+	// a pattern ("*.example.com", "orders*", "shop.*"): such flows teach
+	// nothing. Paths are generalised instead; keys are not learned.
+	switch proto {
+	case v1alpha1.ProtocolTLS, v1alpha1.ProtocolDNS, v1alpha1.ProtocolMySQL, v1alpha1.ProtocolPostgres, v1alpha1.ProtocolKafka:
+		for _, v := range append([]string{f.Resource, f.Aux}, f.MoreResources...) {
+			if strings.Contains(v, "*") {
+				return "", false
+			}
+		}
+	case v1alpha1.ProtocolHTTP, v1alpha1.ProtocolHTTP2:
+		if strings.Contains(f.Aux, "*") {
+			return "", false
+		}
+	}
+	// A cut value is not the value: learning it would allow nothing. Cut
+	// paths are generalised instead. Control characters have no place in a
+	// pattern (the data plane refuses them).
+	if wasCut(f.Aux, MaxFlowAux) || hasControl(f.Aux) {
+		return "", false
+	}
+	res, ok := resources(f)
+	if !ok && proto != v1alpha1.ProtocolHTTP && proto != v1alpha1.ProtocolHTTP2 {
+		return "", false
+	}
+	verb := strings.ToUpper(f.Verb)
+	switch proto {
+	case v1alpha1.ProtocolRedis:
+		c := strings.ToLower(f.Verb)
+		if f.Sub != "" {
+			c += "|" + strings.ToLower(f.Sub)
+		}
+		r.Redis = &v1alpha1.RedisMatch{Commands: []string{c}}
+		return "", true
+	case v1alpha1.ProtocolHTTP, v1alpha1.ProtocolHTTP2:
+		if proto == v1alpha1.ProtocolHTTP2 && verb == "POST" && grpcPath.MatchString(f.Resource) {
+			r.GRPC = &v1alpha1.GRPCMatch{Methods: []string{f.Resource[1:]}}
+			return "-grpc", true
+		}
+		path, ok := vocab.GeneralizePath(f.Resource, wasCut(f.Resource, MaxFlowResource))
+		if !ok {
+			return "", false
+		}
+		r.HTTP = &v1alpha1.HTTPMatch{Methods: []string{verb}, Paths: []string{path}, Hosts: optional(strings.ToLower(f.Aux))}
+		return "-" + verbName(verb), true
+	case v1alpha1.ProtocolTLS:
+		if sni := hostName(f.Resource); sni != "" {
+			r.TLS = &v1alpha1.TLSMatch{ServerNames: []string{sni}}
+		}
+		return "", true
+	case v1alpha1.ProtocolDNS:
+		qname := hostName(f.Resource)
+		if qname == "" {
+			return "", false
+		}
+		r.DNS = &v1alpha1.DNSMatch{Names: []string{qname}, Types: []string{verb}}
+		return "", true
+	case v1alpha1.ProtocolMySQL, v1alpha1.ProtocolPostgres:
+		r.SQL = &v1alpha1.SQLMatch{Verbs: []string{verb}, Tables: res, Databases: optional(f.Aux)}
+		return "-" + verbName(verb), true
+	case v1alpha1.ProtocolKafka:
+		api, ok := vocab.KafkaAPI(f.Verb)
+		if !ok {
+			api = f.Verb
+		}
+		r.Kafka = &v1alpha1.KafkaMatch{APIs: []string{api}, Topics: res, ClientIDs: optional(f.Aux)}
+		return "-" + verbName(api), true
+	case v1alpha1.ProtocolMemcached:
+		r.Memcached = &v1alpha1.MemcachedMatch{Commands: []string{strings.ToLower(f.Verb)}}
+		return "", true
+	case v1alpha1.ProtocolMongoDB:
+		cmd := vocab.MongoCommand(f.Verb)
+		r.MongoDB = &v1alpha1.MongoDBMatch{Commands: []string{cmd}, Collections: res, Databases: optional(f.Aux)}
+		return "-" + verbName(cmd), true
+	}
+	return "", false
+}
+
+// resources lists the resources a flow names: nil when it names none, or
+// more than it carries (only a list that allows any resource allows such a
+// message); false when one of them was cut or holds a control character.
+func resources(f *bulkheadv1.Flow) ([]string, bool) {
+	more := f.MoreResources
+	if n := len(more); n > 0 && more[n-1] == Cut {
+		return nil, true
+	}
+	var out []string
+	for _, r := range append([]string{f.Resource}, more...) {
+		if wasCut(r, MaxFlowResource) || hasControl(r) {
+			return nil, false
+		}
+		if r != "" {
+			out = append(out, r)
+		}
+	}
+	return out, true
+}
+
+// hasControl reports whether v holds an ASCII control character.
+func hasControl(v string) bool {
+	return strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+}
+
+// optional is a one-value list, or nil for "".
+func optional(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
+
+// hostName is a DNS name or SNI in the form matchers hold: lower case,
+// without a final dot.
+func hostName(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") }
+
+// verbName is a verb as part of a rule name: lower case, '-' for anything
+// but letters and digits.
+func verbName(v string) string {
+	b := []byte(strings.ToLower(v))
+	for i, c := range b {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			b[i] = '-'
+		}
+	}
+	return strings.Trim(string(b), "-")
 }
 
 // splitKey splits a segment key "namespace/name".

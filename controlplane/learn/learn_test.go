@@ -73,6 +73,7 @@ func TestObserve(t *testing.T) {
 			redisFlow("demo/cart", "CONFIG", "GET"),
 			redisFlow("demo/cart", "get", ""),
 			redisFlow("demo/cart", "Client", "SetName"),
+			with(redisFlow("demo/cart", "KEYS", ""), func(f *bulkheadv1.Flow) { f.Resource = "user:*" }),
 		},
 		want: head + `  name: redis
   namespace: demo
@@ -90,6 +91,7 @@ spec:
       - client|setname
       - config|get
       - get
+      - keys
       - set
 `,
 	}, {
@@ -297,39 +299,46 @@ spec:
 `,
 	}}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			st := newStore(t)
-			if c.setup != nil {
-				c.setup(t, st)
-			}
-			before := export(t, st)
-			changed(st)
-			l := New(st, nil)
-			l.Observe("redis.demo", c.flows)
-			got := export(t, st)
-			if diff := cmp.Diff(c.want, got); diff != "" {
-				t.Fatalf("export (-want +got):\n%s", diff)
-			}
-			if sig := changed(st); sig != (got != before) {
-				t.Fatalf("Changes signalled %v, export changed %v", sig, got != before)
-			}
-			// The same flows again teach nothing.
-			l.Observe("redis.demo", c.flows)
-			if changed(st) {
-				t.Fatal("the same flows changed the store again")
-			}
-			if again := export(t, st); again != got {
-				t.Fatalf("second export differs:\n%s", again)
-			}
-			// Applying the export changes nothing either.
-			ps, err := v1alpha1.UnmarshalYAML([]byte(got))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if names, err := st.Apply(ps); err != nil || len(names) != 0 || changed(st) {
-				t.Fatalf("Apply(export) = %v, %v; want no change", names, err)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkObserve(t, c.setup, c.flows, c.want) })
+	}
+}
+
+// checkObserve learns flows into a fresh store (after setup) and checks the
+// export, that Changes signalled exactly when the export changed, that the
+// same flows again change nothing and that applying the export changes
+// nothing either.
+func checkObserve(t *testing.T, setup func(t *testing.T, st *store.Store), flows []*bulkheadv1.Flow, want string) {
+	t.Helper()
+	st := newStore(t)
+	if setup != nil {
+		setup(t, st)
+	}
+	before := export(t, st)
+	changed(st)
+	l := New(st, nil)
+	l.Observe("redis.demo", flows)
+	got := export(t, st)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("export (-want +got):\n%s", diff)
+	}
+	if sig := changed(st); sig != (got != before) {
+		t.Fatalf("Changes signalled %v, export changed %v", sig, got != before)
+	}
+	// The same flows again teach nothing.
+	l.Observe("redis.demo", flows)
+	if changed(st) {
+		t.Fatal("the same flows changed the store again")
+	}
+	if again := export(t, st); again != got {
+		t.Fatalf("second export differs:\n%s", again)
+	}
+	// Applying the export changes nothing either.
+	ps, err := v1alpha1.UnmarshalYAML([]byte(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, err := st.Apply(ps); err != nil || len(names) != 0 || changed(st) {
+		t.Fatalf("Apply(export) = %v, %v; want no change", names, err)
 	}
 }
 

@@ -231,7 +231,13 @@ type DNSMatch struct {
 // SQLMatch allows SQL statements by verb (SELECT, INSERT, COPY_PROGRAM…),
 // database and the tables they name ("schema.table" or "table",
 // case-insensitive; "schema.*" for every table of a schema). Empty lists
-// allow anything.
+// allow anything. A table matches as the statement writes it: "orders"
+// allows "FROM orders", not "FROM shop.orders" (list both for either), so
+// that an unqualified name never reaches another schema. Databases compare
+// case-insensitively. Listed verbs that never name a table (BEGIN, START,
+// COMMIT, ROLLBACK, SAVEPOINT, RELEASE, END, ABORT, USE) are allowed
+// without one; a statement of another verb that names no table ("SELECT 1")
+// is allowed only when Tables is empty.
 type SQLMatch struct {
 	// +optional
 	// +listType=set
@@ -246,7 +252,17 @@ type SQLMatch struct {
 
 // KafkaMatch allows Kafka requests by role (produce, consume, admin) or API
 // name (Produce, Fetch, Metadata…), topic (exact or "prefix*") and client
-// id. Empty lists allow anything.
+// id (exact). Empty lists allow anything. A role stands for the APIs its
+// clients use — produce: Produce, InitProducerId, AddPartitionsToTxn,
+// AddOffsetsToTxn, EndTxn, TxnOffsetCommit, FindCoordinator; consume: Fetch,
+// ListOffsets, OffsetCommit, OffsetFetch, JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup, FindCoordinator, OffsetForLeaderEpoch, ConsumerGroupHeartbeat;
+// admin: the topic, partition, config, ACL, group, quota, credential,
+// token and cluster administration APIs — and every role also allows
+// ApiVersions, Metadata, SaslHandshake and SaslAuthenticate. Topics restrict
+// the requests that name topics; listed APIs that never name one
+// (ApiVersions, Metadata, group coordination, transaction markers…) are
+// allowed without, so Metadata is answered for any topic.
 type KafkaMatch struct {
 	// +optional
 	// +listType=set
@@ -263,7 +279,9 @@ type KafkaMatch struct {
 }
 
 // MemcachedMatch allows memcached commands, optionally only on keys with one
-// of the prefixes.
+// of the prefixes. Listed commands that name no key (version, stats,
+// flush_all…) are allowed whatever the prefixes; with no commands listed,
+// only commands on keys with a listed prefix are.
 type MemcachedMatch struct {
 	// +optional
 	// +listType=set
@@ -274,7 +292,10 @@ type MemcachedMatch struct {
 }
 
 // MongoDBMatch allows MongoDB commands (find, insert, …) by database and
-// collection. Empty lists allow anything.
+// collection. Empty lists allow anything. Listed commands that name no
+// collection (hello, isMaster, ping, saslStart, listCollections…) are
+// allowed whatever the collections, in the listed databases; drivers send
+// their handshake to "admin".
 type MongoDBMatch struct {
 	// +optional
 	// +listType=set
