@@ -10,6 +10,13 @@ import (
 // MaxMatchValues bounds the values of one list of a matcher.
 const MaxMatchValues = 1024
 
+// Bounds shared with the data plane's engine (dataplane/enforce), so that a
+// policy this package accepts always compiles there.
+const (
+	MaxPathPattern  = 512 // bytes of a path pattern
+	MaxPathSegments = 63  // segments of a path template
+)
+
 // matcherProtocols says on which port protocols each L7 matcher applies.
 var matcherProtocols = map[string][]string{
 	"http":      {ProtocolHTTP, ProtocolHTTP2},
@@ -56,6 +63,25 @@ func (r *Rule) validateMatchers(protos map[string]bool, add func(path, format st
 			add(name, "%s matcher on a rule with no %s port", name, strings.Join(matcherProtocols[name], " or "))
 		}
 	}
+	// A rule's L7 matchers are compiled into one list that the data plane
+	// applies to all of the rule's parsed ports, so a rule with matchers
+	// may carry only ports those matchers speak about (and plain tcp).
+	var with []string
+	for _, pm := range present {
+		if pm.on {
+			with = append(with, matcherProtocols[pm.name]...)
+		}
+	}
+	if len(with) > 0 {
+		for _, proto := range sortedKeys(protos) {
+			if proto == ProtocolTCP || proto == ProtocolRedis {
+				continue
+			}
+			if !contains(with, proto) {
+				add("ports", "protocol %q has no matcher in this rule, which has L7 matchers for other protocols: put it in a rule of its own", proto)
+			}
+		}
+	}
 	list := func(path string, vals []string, check func(string) bool, what string) {
 		if len(vals) > MaxMatchValues {
 			add(path, "%d values, at most %d", len(vals), MaxMatchValues)
@@ -100,19 +126,51 @@ func (r *Rule) validateMatchers(protos map[string]bool, add func(path, format st
 		list("kafka.roles", m.Roles, func(s string) bool { return kafkaRoles[s] }, "a role (produce, consume, admin)")
 		list("kafka.apis", m.APIs, wordRE.MatchString, "a Kafka API name (Produce, Fetch…)")
 		list("kafka.topics", m.Topics, func(s string) bool {
-			return s != "" && s != "*" && len(s) <= 249 && !strings.ContainsAny(s[:len(s)-1], "*")
+			return s != "*" && printable(s, 249) && !strings.ContainsAny(s[:len(s)-1], "*")
 		}, `a topic or "prefix*"`)
-		list("kafka.clientIDs", m.ClientIDs, func(s string) bool { return s != "" && len(s) <= 256 }, "a client id")
+		list("kafka.clientIDs", m.ClientIDs, func(s string) bool { return printable(s, 256) }, "a client id")
 	}
 	if m := r.Memcached; m != nil {
 		list("memcached.commands", m.Commands, func(s string) bool { return wordRE.MatchString(s) && s == strings.ToLower(s) }, "a memcached command (lower case)")
-		list("memcached.keyPrefixes", m.KeyPrefixes, func(s string) bool { return s != "" && len(s) <= 250 && !strings.ContainsAny(s, " \t\r\n") }, "a key prefix")
+		list("memcached.keyPrefixes", m.KeyPrefixes, func(s string) bool { return printable(s, 250) }, "a key prefix")
 	}
 	if m := r.MongoDB; m != nil {
 		list("mongodb.commands", m.Commands, wordRE.MatchString, "a command name")
 		list("mongodb.databases", m.Databases, identRE.MatchString, "a database name")
-		list("mongodb.collections", m.Collections, func(s string) bool { return s != "" && len(s) <= 255 }, "a collection name")
+		list("mongodb.collections", m.Collections, func(s string) bool { return printable(s, 255) }, "a collection name")
 	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// printable reports whether s is non-empty, at most max bytes and free of
+// control characters and spaces.
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func validHost(s string) bool { return len(s) <= 253 && hostRE.MatchString(s) }
@@ -120,10 +178,13 @@ func validHost(s string) bool { return len(s) <= 253 && hostRE.MatchString(s) }
 // validPathPattern accepts "/exact", "/prefix/*" and templates whose
 // segments are literal, "{name}" or a final "{*}".
 func validPathPattern(s string) bool {
-	if s == "" || s[0] != '/' || len(s) > 1024 || strings.ContainsAny(s, " \t\r\n?#") {
+	if s == "" || s[0] != '/' || !printable(s, MaxPathPattern) || strings.ContainsAny(s, "?#") {
 		return false
 	}
 	segs := strings.Split(s[1:], "/")
+	if len(segs) > MaxPathSegments {
+		return false
+	}
 	for i, seg := range segs {
 		switch {
 		case seg == "*" || seg == "{*}":

@@ -51,3 +51,33 @@ func TestNormalizeMatchers(t *testing.T) {
 		t.Errorf("hosts %s", got)
 	}
 }
+
+func TestMixedProtocolsNeedTheirOwnRules(t *testing.T) {
+	p := &SegmentPolicy{}
+	p.Name, p.Namespace = "web", "shop"
+	p.Spec.Ingress = []Rule{{
+		Name:  "r",
+		Ports: []PortProtocol{{Port: 80, Protocol: ProtocolHTTP}, {Port: 3306, Protocol: ProtocolMySQL}, {Port: 22}},
+		HTTP:  &HTTPMatch{Methods: []string{"GET"}},
+	}}
+	err := p.Validate()
+	if err == nil || !strings.Contains(err.Error(), `protocol "mysql" has no matcher in this rule`) {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if strings.Contains(err.Error(), `"tcp"`) {
+		t.Errorf("plain tcp ports must stay allowed beside matchers: %v", err)
+	}
+}
+
+func TestPatternBoundsMatchTheEngine(t *testing.T) {
+	long := "/" + strings.Repeat("a/", 64)
+	if validPathPattern(long) {
+		t.Errorf("a %d-segment path was accepted", MaxPathSegments+1)
+	}
+	if validPathPattern("/" + strings.Repeat("a", MaxPathPattern)) {
+		t.Error("an over-long path was accepted")
+	}
+	if validPathPattern("/a\x01b") {
+		t.Error("a control character was accepted")
+	}
+}
