@@ -4,6 +4,7 @@
 package all
 
 import (
+	"github.com/bulkhead-io/bulkhead/protocols/http1"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
@@ -15,6 +16,7 @@ import (
 func Protocols() []l7.Protocol {
 	return []l7.Protocol{
 		redis.Protocol(),
+		http1.Protocol(),
 		tls.Protocol(),
 	}
 }

@@ -1,0 +1,35 @@
+// Package http1 decodes HTTP/1.1 (and 1.0) for Bulkhead's data plane,
+// following the contract of protocols/l7. The protocol's name is "http".
+//
+// In the request direction it frames each request head and reports the
+// method (Frame.Verb), the normalised path (Frame.Resource: percent-decoded,
+// dot-segments removed, slashes folded, path parameters, query and fragment
+// dropped; see AppendNormalizedPath) and the host without port, lower case
+// (Frame.Aux). Bodies, by Content-Length or chunked, are streamed as OpSkip
+// and never buffered. Request smuggling vectors are refused with
+// l7.ErrMalformed: Content-Length with Transfer-Encoding, repeated or
+// non-numeric Content-Length, a Transfer-Encoding other than chunked,
+// obs-fold, whitespace before a colon, bare CR or LF, an HTTP/1.1 request
+// without Host.
+//
+// In the reply direction it frames responses so that the proxy can count
+// answered requests: interim (1xx) responses and the head of a response
+// with a body are Partial frames, the body is OpSkip but for its last
+// piece, which is the frame that completes the answer. HEAD responses and
+// 204/304 have no body; the parser knows which request a response answers
+// because one Parser sees both directions of a connection. After a 101
+// Switching Protocols that answers an upgrade request (WebSocket, h2c), or
+// a 2xx that answers CONNECT, the connection is opaque: every call in
+// either direction returns OpPass.
+//
+// Frame views point into the input (Verb) or into scratch buffers the
+// Parser owns (Resource, Aux); a Parse call allocates nothing. Every length
+// read from the wire is checked against a documented limit (MaxStartLine,
+// MaxHead, MaxHeaders, MaxPath, MaxHost, MaxChunkLine, MaxBody,
+// MaxPending). README.md lists the wire format, the fields, the deny reply
+// and the known gaps.
+//
+// Deny builds the 403 response for a denied request and Sniff recognises
+// an HTTP/1.x client from its first bytes. Protocol bundles them for
+// protocols/all.
+package http1

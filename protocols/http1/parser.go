@@ -1,0 +1,1091 @@
+package http1
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
+)
+
+// Name is the protocol's name in CRDs, xDS and metrics.
+const Name = "http"
+
+// Limits. Every length read from the wire is checked against one of them
+// before it is trusted; a message over a limit makes Parse return an error
+// wrapping l7.ErrTooLong.
+const (
+	// MaxStartLine bounds a request line or a status line, without its
+	// CRLF: 8 KiB, nginx's default large_client_header_buffers size.
+	MaxStartLine = 8 << 10
+	// MaxHead bounds a whole head (start line, header fields, the empty
+	// line) and, separately, a chunked body's trailer section: 64 KiB.
+	MaxHead = 64 << 10
+	// MaxHeaders bounds the header fields of one head, and the trailer
+	// fields of one chunked body: 128.
+	MaxHeaders = 128
+	// MaxPath bounds the normalised path (Frame.Resource), which the parser
+	// builds in a scratch buffer of this size: 8 KiB. Percent-encoding
+	// that the normalisation adds counts.
+	MaxPath = 8 << 10
+	// MaxHost bounds the host name of the Host header or of an absolute
+	// request target (Frame.Aux), without its port: 255 bytes, DNS's limit
+	// plus room for an IPv6 literal.
+	MaxHost = 255
+	// MaxChunkLine bounds a chunk-size line with its extensions, without
+	// its CRLF: 4 KiB.
+	MaxChunkLine = 4 << 10
+	// MaxBody bounds a Content-Length and a chunk size: 1 TiB. Bodies are
+	// streamed (OpSkip), never buffered; the bound keeps the arithmetic
+	// safe.
+	MaxBody = 1 << 40
+	// MaxPending bounds the HEAD, CONNECT and upgrade requests that await
+	// their responses on one connection (the reply side must know them to
+	// frame the responses): 64.
+	MaxPending = 64
+)
+
+// Errors. Each wraps l7.ErrMalformed or l7.ErrTooLong; they are built once
+// so that returning one allocates nothing.
+var (
+	errBadDir       = fmt.Errorf("http: unknown direction: %w", l7.ErrMalformed)
+	errBareCR       = fmt.Errorf("http: CR not followed by LF: %w", l7.ErrMalformed)
+	errBareLF       = fmt.Errorf("http: LF not preceded by CR: %w", l7.ErrMalformed)
+	errBadChar      = fmt.Errorf("http: control or non-ASCII byte in a head: %w", l7.ErrMalformed)
+	errRequestLine  = fmt.Errorf("http: malformed request line: %w", l7.ErrMalformed)
+	errMethod       = fmt.Errorf("http: method is not a token: %w", l7.ErrMalformed)
+	errVersion      = fmt.Errorf("http: version is not HTTP/1.0 or HTTP/1.1: %w", l7.ErrMalformed)
+	errTarget       = fmt.Errorf("http: malformed request target: %w", l7.ErrMalformed)
+	errPercent      = fmt.Errorf("http: invalid percent-encoding in the path: %w", l7.ErrMalformed)
+	errPathNUL      = fmt.Errorf("http: %%00 in the path: %w", l7.ErrMalformed)
+	errPathChar     = fmt.Errorf("http: control, space or non-ASCII byte in the path: %w", l7.ErrMalformed)
+	errEncodedDot   = fmt.Errorf("http: dot-segment next to an encoded slash or backslash: %w", l7.ErrMalformed)
+	errHeader       = fmt.Errorf("http: malformed header field: %w", l7.ErrMalformed)
+	errObsFold      = fmt.Errorf("http: obsolete line folding: %w", l7.ErrMalformed)
+	errHost         = fmt.Errorf("http: invalid host: %w", l7.ErrMalformed)
+	errNoHost       = fmt.Errorf("http: HTTP/1.1 request without Host: %w", l7.ErrMalformed)
+	errDupHost      = fmt.Errorf("http: more than one Host: %w", l7.ErrMalformed)
+	errCLAndTE      = fmt.Errorf("http: both Content-Length and Transfer-Encoding: %w", l7.ErrMalformed)
+	errDupLength    = fmt.Errorf("http: more than one Content-Length: %w", l7.ErrMalformed)
+	errBadLength    = fmt.Errorf("http: Content-Length is not a decimal number: %w", l7.ErrMalformed)
+	errBadTE        = fmt.Errorf("http: Transfer-Encoding is not exactly chunked: %w", l7.ErrMalformed)
+	errTE10         = fmt.Errorf("http: Transfer-Encoding in an HTTP/1.0 request: %w", l7.ErrMalformed)
+	errChunk        = fmt.Errorf("http: malformed chunk: %w", l7.ErrMalformed)
+	errStatusLine   = fmt.Errorf("http: malformed status line: %w", l7.ErrMalformed)
+	errSwitch       = fmt.Errorf("http: 101 Switching Protocols without an upgrade request: %w", l7.ErrMalformed)
+	errLineTooLong  = fmt.Errorf("http: request or status line too long: %w", l7.ErrTooLong)
+	errHeadTooLong  = fmt.Errorf("http: head or trailer section too long: %w", l7.ErrTooLong)
+	errTooManyHdrs  = fmt.Errorf("http: too many header or trailer fields: %w", l7.ErrTooLong)
+	errVerbTooLong  = fmt.Errorf("http: method too long: %w", l7.ErrTooLong)
+	errPathTooLong  = fmt.Errorf("http: normalised path too long: %w", l7.ErrTooLong)
+	errHostTooLong  = fmt.Errorf("http: host too long: %w", l7.ErrTooLong)
+	errBodyTooLong  = fmt.Errorf("http: Content-Length or chunk size too large: %w", l7.ErrTooLong)
+	errChunkTooLong = fmt.Errorf("http: chunk-size line too long: %w", l7.ErrTooLong)
+	errTooPending   = fmt.Errorf("http: too many HEAD, CONNECT or upgrade requests awaiting responses: %w", l7.ErrTooLong)
+)
+
+// Request kinds the reply side must know about, as bits.
+const (
+	kindHead    uint8 = 1 << iota // the response has no body
+	kindConnect                   // a 2xx response makes the connection a tunnel
+	kindUpgrade                   // a 101 response switches protocols
+)
+
+// pending is a HEAD, CONNECT or upgrade request that awaits its response:
+// seq is the number of requests forwarded before it.
+type pending struct {
+	seq  uint64
+	kind uint8
+}
+
+// Body framings.
+const (
+	bodyNone    uint8 = iota
+	bodyLength        // Content-Length: left bytes
+	bodyChunked       // chunked: the chunk state machine
+	bodyClose         // a response delimited by the connection's close
+)
+
+// States of a chunked body.
+const (
+	chSize     uint8 = iota // at (or inside) a chunk-size line
+	chData                  // inside chunk data: left bytes to go
+	chDataCRLF              // the CRLF after chunk data
+	chTrailer               // at (or inside) a trailer line, after the last chunk
+)
+
+// lineState is the place inside a chunk-size or trailer line that is not
+// complete yet. pos is relative to the line's start, so it survives both
+// OpMore (same bytes, extended) and OpSkip of the bytes before the line.
+type lineState struct {
+	pos    int   // bytes of the line checked so far
+	val    int64 // chunk size so far
+	digits int
+	ext    bool // inside chunk extensions
+}
+
+// body is the place inside a message body between calls.
+type body struct {
+	kind     uint8
+	left     int64 // Content-Length bytes, or bytes of the current chunk, to go
+	chunk    uint8 // chunked: state
+	ln       lineState
+	trailers int // trailer fields so far
+	tbytes   int // bytes of trailer fields so far
+}
+
+// headScan is the place inside a head that is not complete yet.
+type headScan struct {
+	active    bool
+	seen      int // len(data) at the last OpMore
+	pos       int // next byte to check
+	lineStart int
+	lines     int // complete lines so far
+}
+
+// side is the state of one direction.
+type side struct {
+	head    headScan
+	body    body
+	scratch l7.Frame // receives the fields when Parse is given no Frame
+}
+
+// Parser decodes the requests and replies of one HTTP/1.1 connection.
+//
+// One Parser must see both directions of its connection: the reply side
+// frames a response by the request it answers (HEAD, CONNECT, upgrades).
+// Parse may be called for l7.DirRequest and for l7.DirReply from two
+// goroutines at once (one per direction); calls for one direction must not
+// overlap. Denied (l7.DenyObserver) is called from the request direction's
+// goroutine, after Parse returned the denied frame and before the next
+// request Parse.
+//
+// Parse keeps its place inside a head between calls: after OpMore the caller
+// passes the same bytes again, extended (the buffer may have moved). An
+// input shorter than the previous one starts the head over.
+type Parser struct {
+	req side
+	rep side
+
+	// Request side only.
+	path [MaxPath]byte // Frame.Resource of the last request frame
+	host [MaxHost]byte // Frame.Aux of the last request frame
+	last struct {      // the last request frame, for Denied
+		valid, pushed bool
+		seq           uint64
+	}
+
+	// Reply side only.
+	repErr bool // the response being streamed has a status >= 400
+
+	// Shared between the directions.
+	opaque atomic.Bool // after a 101 or a CONNECT 2xx: OpPass
+	mu     sync.Mutex  // guards the fields below
+	reqs   uint64      // requests forwarded (framed and not denied)
+	reps   uint64      // final responses framed, at most reqs
+	ring   [MaxPending]pending
+	head   uint64 // ring[head%MaxPending] is the oldest entry
+	tail   uint64 // ring[tail%MaxPending] is the next free entry
+}
+
+var (
+	_ l7.Parser       = (*Parser)(nil)
+	_ l7.DenyObserver = (*Parser)(nil)
+)
+
+// NewParser returns a parser for one connection.
+func NewParser() *Parser { return &Parser{} }
+
+// Protocol describes HTTP/1.1 to the data plane.
+func Protocol() l7.Protocol {
+	return l7.Protocol{
+		Name:       Name,
+		New:        func() l7.Parser { return NewParser() },
+		Sniff:      Sniff,
+		Deny:       Deny,
+		MaxMessage: MaxHead,
+	}
+}
+
+// Parse decodes the message at the front of data; see l7.Parser and the
+// package documentation.
+//
+// Requests (l7.DirRequest): OpFrame for a request head (Verb, Resource,
+// Aux), OpSkip for its body and for empty lines before a request line.
+// Replies (l7.DirReply): OpFrame with Partial for an interim (1xx) response
+// and for the head of a response with a body; the body is OpSkip, except
+// its last piece, which is the OpFrame without Partial that completes the
+// response. A response without body is one OpFrame without Partial. After
+// a 101 answering an upgrade request, or a 2xx answering CONNECT, every
+// call in either direction returns OpPass.
+func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error) {
+	var s *side
+	switch dir {
+	case l7.DirRequest:
+		s = &p.req
+	case l7.DirReply:
+		s = &p.rep
+	default:
+		return l7.OpMore, 0, errBadDir
+	}
+	if f == nil {
+		f = &s.scratch
+	}
+	if p.opaque.Load() {
+		return l7.OpPass, 0, nil
+	}
+	if s.body.kind != bodyNone {
+		return p.parseBody(s, dir, data, f)
+	}
+	h := &s.head
+	if h.active && len(data) < h.seen {
+		*h = headScan{}
+	}
+	if !h.active {
+		if len(data) == 0 {
+			return l7.OpMore, 2, nil
+		}
+		switch data[0] {
+		case '\r':
+			// Empty lines before a start line are skipped, as RFC 9112
+			// 2.2 asks of servers (clients send them after a body).
+			if len(data) < 2 {
+				return l7.OpMore, 1, nil
+			}
+			if data[1] != '\n' {
+				return l7.OpMore, 0, errBareCR
+			}
+			f.Reset(dir)
+			return l7.OpSkip, 2, nil
+		case '\n':
+			return l7.OpMore, 0, errBareLF
+		}
+		*h = headScan{active: true}
+	}
+	end, more, err := scanHead(data, h, dir == l7.DirRequest)
+	if err != nil {
+		*h = headScan{}
+		return l7.OpMore, 0, err
+	}
+	if more > 0 {
+		h.seen = len(data)
+		return l7.OpMore, more, nil
+	}
+	*h = headScan{}
+	if dir == l7.DirRequest {
+		return p.request(data[:end], f)
+	}
+	return p.response(data[:end], f)
+}
+
+// scanHead checks the bytes of a head as they arrive, in order, and finds
+// its end: every line ends in CRLF (no bare CR or LF), holds no control
+// byte (the request line no byte outside printable ASCII) and the limits
+// hold. Each check depends only on the bytes up to the one checked, so a
+// prefix of the input never gives another answer than the whole but
+// OpMore. It returns the head's length, or more > 0.
+func scanHead(data []byte, h *headScan, request bool) (end, more int, err error) {
+	i := h.pos
+	for i < len(data) {
+		c := data[i]
+		if c == '\r' {
+			if i+2 > MaxHead {
+				return 0, 0, errHeadTooLong
+			}
+			if i+1 >= len(data) {
+				h.pos = i
+				if i == h.lineStart {
+					return 0, 1, nil
+				}
+				return 0, 3, nil // LF, and the empty line
+			}
+			if data[i+1] != '\n' {
+				return 0, 0, errBareCR
+			}
+			if i == h.lineStart {
+				if h.lines == 0 {
+					return 0, 0, errRequestLine
+				}
+				return i + 2, 0, nil
+			}
+			h.lines++
+			if h.lines > MaxHeaders+1 {
+				return 0, 0, errTooManyHdrs
+			}
+			i += 2
+			h.lineStart = i
+			continue
+		}
+		if i >= MaxHead {
+			return 0, 0, errHeadTooLong
+		}
+		if h.lines == 0 && i-h.lineStart >= MaxStartLine {
+			return 0, 0, errLineTooLong
+		}
+		switch {
+		case c == '\n':
+			return 0, 0, errBareLF
+		case h.lines == 0 && request:
+			if c != ' ' && (c < 0x21 || c > 0x7e) {
+				return 0, 0, errBadChar
+			}
+		default:
+			if c != '\t' && (c < 0x20 || c == 0x7f) {
+				return 0, 0, errBadChar
+			}
+		}
+		i++
+	}
+	h.pos = i
+	if i == h.lineStart {
+		return 0, 2, nil
+	}
+	return 0, 4, nil // CRLF, and the empty line
+}
+
+// lines iterates over the header lines of a complete, scanned head (after
+// its start line): next returns the next line without its CRLF.
+type lines struct {
+	head []byte
+	pos  int
+}
+
+func (l *lines) next() ([]byte, bool) {
+	if l.pos >= len(l.head)-2 {
+		return nil, false
+	}
+	e := bytes.IndexByte(l.head[l.pos:], '\r')
+	line := l.head[l.pos : l.pos+e]
+	l.pos += e + 2
+	return line, true
+}
+
+// field splits a header line into name and value (OWS trimmed): the name
+// is a token directly followed by ':' (whitespace before the colon is
+// refused, as is a line starting with whitespace, obs-fold).
+func field(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, nil, errObsFold
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return nil, nil, errHeader
+	}
+	v := line[colon+1:]
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return line[:colon], v, nil
+}
+
+// request decodes a complete request head and fills f.
+func (p *Parser) request(head []byte, f *l7.Frame) (l7.Op, int, error) {
+	p.last.valid = false
+	le := bytes.IndexByte(head, '\r')
+	line := head[:le]
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return l7.OpMore, 0, errRequestLine
+	}
+	method := line[:sp]
+	if len(method) > l7.MaxVerb {
+		return l7.OpMore, 0, errVerbTooLong
+	}
+	if !isToken(method) {
+		return l7.OpMore, 0, errMethod
+	}
+	rest := line[sp+1:]
+	sp = bytes.IndexByte(rest, ' ')
+	if sp <= 0 {
+		return l7.OpMore, 0, errRequestLine
+	}
+	target, version := rest[:sp], rest[sp+1:]
+	var http11 bool
+	switch string(version) {
+	case "HTTP/1.1":
+		http11 = true
+	case "HTTP/1.0":
+	default:
+		return l7.OpMore, 0, errVersion
+	}
+
+	var (
+		host                   []byte
+		hostSeen, clSeen, te   bool
+		length                 int64
+		connUpgrade, upgrading bool
+	)
+	ls := lines{head: head, pos: le + 2}
+	for {
+		line, ok := ls.next()
+		if !ok {
+			break
+		}
+		name, value, err := field(line)
+		if err != nil {
+			return l7.OpMore, 0, err
+		}
+		switch {
+		case equalFold(name, "host"):
+			if hostSeen {
+				return l7.OpMore, 0, errDupHost
+			}
+			hostSeen, host = true, value
+		case equalFold(name, "content-length"):
+			if clSeen {
+				return l7.OpMore, 0, errDupLength
+			}
+			clSeen = true
+			if length, err = parseLength(value); err != nil {
+				return l7.OpMore, 0, err
+			}
+		case equalFold(name, "transfer-encoding"):
+			if te || !equalFold(value, "chunked") {
+				return l7.OpMore, 0, errBadTE
+			}
+			te = true
+		case equalFold(name, "connection"):
+			if hasToken(value, "upgrade") {
+				connUpgrade = true
+			}
+		case equalFold(name, "upgrade"):
+			upgrading = upgrading || len(value) > 0
+		case equalFold(name, "content_length"), equalFold(name, "transfer_encoding"):
+			// Some servers and gateways read "_" as "-" (CGI-style
+			// variable names); the parser would not.
+			return l7.OpMore, 0, errHeader
+		}
+	}
+	switch {
+	case http11 && !hostSeen:
+		return l7.OpMore, 0, errNoHost
+	case te && clSeen:
+		return l7.OpMore, 0, errCLAndTE
+	case te && !http11:
+		return l7.OpMore, 0, errTE10
+	}
+
+	// Aux is the Host header's host, unless the request target names one
+	// (absolute and authority form), which wins (RFC 9112 3.2.2). The
+	// Host header is checked in either case: a server may read it.
+	var (
+		kind     uint8
+		res, aux []byte
+		err      error
+	)
+	if len(host) > 0 {
+		if aux, _, err = appendHost(p.host[:0], host, false); err != nil {
+			return l7.OpMore, 0, err
+		}
+	}
+	switch {
+	case string(method) == "CONNECT":
+		kind = kindConnect
+		var port []byte
+		if aux, port, err = appendHost(p.host[:0], target, true); err != nil {
+			return l7.OpMore, 0, err
+		}
+		// Resource is the authority, host:port, lower case.
+		if len(aux)+1+len(port) > MaxPath {
+			return l7.OpMore, 0, errPathTooLong
+		}
+		res = append(append(append(p.path[:0], aux...), ':'), port...)
+	case len(target) == 1 && target[0] == '*':
+		if string(method) != "OPTIONS" {
+			return l7.OpMore, 0, errTarget
+		}
+		res = append(p.path[:0], '*')
+	case target[0] == '/':
+		if res, err = appendPath(p.path[:0], cutQuery(target)); err != nil {
+			return l7.OpMore, 0, err
+		}
+	default:
+		authority, path, err := splitAbsolute(target)
+		if err != nil {
+			return l7.OpMore, 0, err
+		}
+		if aux, _, err = appendHost(p.host[:0], authority, false); err != nil {
+			return l7.OpMore, 0, err
+		}
+		if res, err = appendPath(p.path[:0], path); err != nil {
+			return l7.OpMore, 0, err
+		}
+	}
+	if string(method) == "HEAD" {
+		kind |= kindHead
+	}
+	if connUpgrade && upgrading {
+		kind |= kindUpgrade
+	}
+	if err := p.push(kind); err != nil {
+		return l7.OpMore, 0, err
+	}
+	switch {
+	case te:
+		p.req.body = body{kind: bodyChunked}
+	case length > 0:
+		p.req.body = body{kind: bodyLength, left: length}
+	}
+	f.Reset(l7.DirRequest)
+	f.Verb = method[:len(method):len(method)]
+	f.Resource = res[:len(res):len(res)]
+	if len(aux) > 0 {
+		f.Aux = aux[:len(aux):len(aux)]
+	}
+	return l7.OpFrame, len(head), nil
+}
+
+// push records a forwarded request for the reply side.
+func (p *Parser) push(kind uint8) error {
+	p.mu.Lock()
+	seq := p.reqs
+	if kind != 0 {
+		if p.tail-p.head >= MaxPending {
+			p.mu.Unlock()
+			return errTooPending
+		}
+		p.ring[p.tail%MaxPending] = pending{seq: seq, kind: kind}
+		p.tail++
+	}
+	p.reqs++
+	p.mu.Unlock()
+	p.last.valid, p.last.pushed, p.last.seq = true, kind != 0, seq
+	return nil
+}
+
+// Denied tells the parser that the proxy answered the last request frame
+// itself, with Deny, and did not forward it: the server will not answer
+// it, so the reply side must not wait for its response. It implements
+// l7.DenyObserver; call it before the next request Parse. The denied
+// request's body is still framed (OpSkip) and is dropped by the proxy.
+func (p *Parser) Denied(*l7.Frame) {
+	if !p.last.valid {
+		return
+	}
+	p.last.valid = false
+	p.mu.Lock()
+	if p.reqs > 0 {
+		p.reqs--
+	}
+	if p.last.pushed && p.tail != p.head && p.ring[(p.tail-1)%MaxPending].seq == p.last.seq {
+		p.tail--
+	}
+	if p.reps > p.reqs {
+		p.reps = p.reqs
+	}
+	p.mu.Unlock()
+}
+
+// pop returns the kind of the request a final response answers (zero for
+// a plain request, or for a response nothing asked for).
+func (p *Parser) pop() uint8 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reps >= p.reqs {
+		return 0 // unsolicited (a 408 before closing, say)
+	}
+	var kind uint8
+	for p.head != p.tail {
+		e := p.ring[p.head%MaxPending]
+		if e.seq > p.reps {
+			break
+		}
+		p.head++
+		if e.seq == p.reps {
+			kind = e.kind
+			break
+		}
+	}
+	p.reps++
+	return kind
+}
+
+// response decodes a complete response head.
+func (p *Parser) response(head []byte, f *l7.Frame) (l7.Op, int, error) {
+	le := bytes.IndexByte(head, '\r')
+	line := head[:le]
+	// HTTP-version SP 3DIGIT [SP reason-phrase]; a missing SP before an
+	// empty reason is accepted.
+	if len(line) < 12 || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+		return l7.OpMore, 0, errStatusLine
+	}
+	switch string(line[:8]) {
+	case "HTTP/1.1", "HTTP/1.0":
+	default:
+		return l7.OpMore, 0, errStatusLine
+	}
+	status := 0
+	for i, c := range line[9:12] {
+		if c < '0' || c > '9' || (i == 0 && c == '0') {
+			return l7.OpMore, 0, errStatusLine
+		}
+		status = status*10 + int(c-'0')
+	}
+	var (
+		clSeen, te, chunked bool
+		length              int64
+	)
+	ls := lines{head: head, pos: le + 2}
+	for {
+		line, ok := ls.next()
+		if !ok {
+			break
+		}
+		name, value, err := field(line)
+		if err != nil {
+			return l7.OpMore, 0, err
+		}
+		switch {
+		case equalFold(name, "content-length"):
+			if clSeen {
+				return l7.OpMore, 0, errDupLength
+			}
+			clSeen = true
+			if length, err = parseLength(value); err != nil {
+				return l7.OpMore, 0, err
+			}
+		case equalFold(name, "transfer-encoding"):
+			// The final coding decides (RFC 9112 6.3): chunked, or
+			// else the body runs until the connection closes.
+			te = true
+			chunked = lastTokenIs(value, "chunked")
+		}
+	}
+	if te && clSeen {
+		return l7.OpMore, 0, errCLAndTE
+	}
+	f.Reset(l7.DirReply)
+	f.Err = status >= 400
+	if status < 200 {
+		if status == 101 {
+			if p.pop()&kindUpgrade == 0 {
+				return l7.OpMore, 0, errSwitch
+			}
+			p.opaque.Store(true)
+			return l7.OpFrame, len(head), nil
+		}
+		f.Partial = true // interim: the final response follows
+		return l7.OpFrame, len(head), nil
+	}
+	kind := p.pop()
+	switch {
+	case kind&kindConnect != 0 && status < 300:
+		p.opaque.Store(true)
+		return l7.OpFrame, len(head), nil
+	case kind&kindHead != 0 || status == 204 || status == 304:
+		return l7.OpFrame, len(head), nil
+	case te && chunked:
+		p.rep.body = body{kind: bodyChunked}
+	case te:
+		p.rep.body = body{kind: bodyClose}
+	case clSeen && length == 0:
+		return l7.OpFrame, len(head), nil
+	case clSeen:
+		p.rep.body = body{kind: bodyLength, left: length}
+	default:
+		p.rep.body = body{kind: bodyClose}
+	}
+	p.repErr = f.Err
+	f.Partial = true // the body follows; its last piece completes the answer
+	return l7.OpFrame, len(head), nil
+}
+
+// parseBody streams a body: OpSkip for what is there of it, and, in the
+// reply direction, OpFrame (not Partial) for the piece that ends it.
+func (p *Parser) parseBody(s *side, dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error) {
+	n, done, more, err := s.body.advance(data)
+	if err != nil {
+		s.body = body{}
+		return l7.OpMore, 0, err
+	}
+	if n == 0 {
+		return l7.OpMore, max(more, 1), nil
+	}
+	f.Reset(dir)
+	if done {
+		s.body = body{}
+		if dir == l7.DirReply {
+			f.Err = p.repErr
+			return l7.OpFrame, n, nil
+		}
+	}
+	return l7.OpSkip, n, nil
+}
+
+// advance consumes what it can of the body at the front of data: n bytes,
+// done when they end the body; when n is 0, more > 0 is how many bytes it
+// needs at least. A body is never held back to be buffered: data bytes
+// are consumed as they come, so more is small.
+func (b *body) advance(data []byte) (n int, done bool, more int, err error) {
+	switch b.kind {
+	case bodyLength:
+		k := min(int64(len(data)), b.left)
+		b.left -= k
+		return int(k), b.left == 0, 1, nil
+	case bodyClose:
+		return len(data), false, 1, nil
+	}
+	return b.chunked(data)
+}
+
+// chunked advances through a chunked body (RFC 9112 7.1): chunk-size
+// lines (hex digits, optional extensions), chunk data, the CRLF after it,
+// the last chunk and the trailer section, checked byte by byte.
+func (b *body) chunked(data []byte) (n int, done bool, more int, err error) {
+	i := 0
+	for {
+		switch b.chunk {
+		case chSize:
+			if i+b.ln.pos > len(data) {
+				b.ln = lineState{} // a shorter input: start the line over
+			}
+			j := i + b.ln.pos
+			for ; ; j++ {
+				if j >= len(data) {
+					b.ln.pos = j - i
+					return i, false, 2, nil
+				}
+				c := data[j]
+				if c == '\r' {
+					break
+				}
+				if j-i >= MaxChunkLine {
+					return 0, false, 0, errChunkTooLong
+				}
+				switch {
+				case b.ln.ext:
+					if c != '\t' && (c < 0x20 || c == 0x7f) {
+						return 0, false, 0, errChunk
+					}
+				case isHex(c):
+					b.ln.val = b.ln.val<<4 | int64(unhex(c))
+					if b.ln.val > MaxBody {
+						return 0, false, 0, errBodyTooLong
+					}
+					b.ln.digits++
+				case c == ';' && b.ln.digits > 0:
+					b.ln.ext = true
+				default:
+					return 0, false, 0, errChunk
+				}
+			}
+			if j+1 >= len(data) {
+				b.ln.pos = j - i
+				return i, false, 1, nil
+			}
+			if data[j+1] != '\n' || b.ln.digits == 0 {
+				return 0, false, 0, errChunk
+			}
+			size := b.ln.val
+			b.ln = lineState{}
+			i = j + 2
+			if size == 0 {
+				b.chunk = chTrailer
+			} else {
+				b.chunk, b.left = chData, size
+			}
+		case chData:
+			k := min(int64(len(data)-i), b.left)
+			i += int(k)
+			b.left -= k
+			if b.left > 0 {
+				return i, false, 1, nil
+			}
+			b.chunk = chDataCRLF
+		case chDataCRLF:
+			if i >= len(data) {
+				return i, false, 2, nil
+			}
+			if data[i] != '\r' {
+				return 0, false, 0, errChunk
+			}
+			if i+1 >= len(data) {
+				return i, false, 1, nil
+			}
+			if data[i+1] != '\n' {
+				return 0, false, 0, errChunk
+			}
+			i += 2
+			b.chunk = chSize
+		case chTrailer:
+			if i+b.ln.pos > len(data) {
+				b.ln = lineState{}
+			}
+			j := i + b.ln.pos
+			for ; ; j++ {
+				if j >= len(data) {
+					b.ln.pos = j - i
+					if j == i {
+						return i, false, 2, nil
+					}
+					return i, false, 4, nil
+				}
+				c := data[j]
+				if c == '\r' {
+					break
+				}
+				if b.tbytes+j-i >= MaxHead {
+					return 0, false, 0, errHeadTooLong
+				}
+				switch {
+				case c == '\n':
+					return 0, false, 0, errBareLF
+				case c != '\t' && (c < 0x20 || c == 0x7f):
+					return 0, false, 0, errBadChar
+				}
+			}
+			if b.tbytes+j-i+2 > MaxHead {
+				return 0, false, 0, errHeadTooLong
+			}
+			if j+1 >= len(data) {
+				b.ln.pos = j - i
+				if j == i {
+					return i, false, 1, nil
+				}
+				return i, false, 3, nil
+			}
+			if data[j+1] != '\n' {
+				return 0, false, 0, errBareCR
+			}
+			if j == i {
+				*b = body{}
+				return j + 2, true, 0, nil
+			}
+			if _, _, err := field(data[i:j]); err != nil {
+				return 0, false, 0, err
+			}
+			b.trailers++
+			if b.trailers > MaxHeaders {
+				return 0, false, 0, errTooManyHdrs
+			}
+			b.tbytes += j - i + 2
+			b.ln = lineState{}
+			i = j + 2
+		}
+	}
+}
+
+// parseLength parses a Content-Length value: 1*DIGIT, at most MaxBody. A
+// list ("5, 5") or anything else is refused.
+func parseLength(v []byte) (int64, error) {
+	if len(v) == 0 {
+		return 0, errBadLength
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, errBadLength
+		}
+		n = n*10 + int64(c-'0')
+		if n > MaxBody {
+			return 0, errBodyTooLong
+		}
+	}
+	return n, nil
+}
+
+// cutQuery returns the target without its query and fragment.
+func cutQuery(t []byte) []byte {
+	for i, c := range t {
+		if c == '?' || c == '#' {
+			return t[:i]
+		}
+	}
+	return t
+}
+
+// splitAbsolute splits an absolute-form target (http://authority/path?q)
+// into its authority and its path (without query; "/" when empty). The
+// scheme must be http or https (any case); userinfo is refused (RFC 9110
+// 4.2.4).
+func splitAbsolute(t []byte) (authority, path []byte, err error) {
+	var rest []byte
+	switch {
+	case len(t) >= 7 && equalFold(t[:7], "http://"):
+		rest = t[7:]
+	case len(t) >= 8 && equalFold(t[:8], "https://"):
+		rest = t[8:]
+	default:
+		return nil, nil, errTarget
+	}
+	end := len(rest)
+	for i, c := range rest {
+		if c == '/' || c == '?' || c == '#' {
+			end = i
+			break
+		}
+	}
+	authority = rest[:end]
+	if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 {
+		return nil, nil, errTarget
+	}
+	path = cutQuery(rest[end:])
+	if len(path) == 0 {
+		path = rootPath
+	}
+	return authority, path, nil
+}
+
+var rootPath = []byte("/")
+
+// appendHost validates an authority, host[:port], and appends its host to
+// dst lower-cased, without a final dot: a reg-name (letters, digits, "-",
+// ".", "_", "~", no empty label) or an IP literal in brackets. The port,
+// returned as is, is digits (at most five); needPort requires one. An
+// empty authority appends nothing.
+func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
+	if len(a) == 0 {
+		if needPort {
+			return nil, nil, errHost
+		}
+		return dst[:0], nil, nil
+	}
+	h := a
+	if a[0] == '[' {
+		k := bytes.IndexByte(a, ']')
+		if k < 2 {
+			return nil, nil, errHost
+		}
+		for _, c := range a[1:k] {
+			if !isHex(c) && c != ':' && c != '.' {
+				return nil, nil, errHost
+			}
+		}
+		h = a[:k+1]
+		if rest := a[k+1:]; len(rest) > 0 {
+			if rest[0] != ':' {
+				return nil, nil, errHost
+			}
+			port = rest[1:]
+		}
+	} else {
+		if k := bytes.IndexByte(a, ':'); k >= 0 {
+			h, port = a[:k], a[k+1:]
+		}
+		if len(h) > 1 && h[len(h)-1] == '.' {
+			h = h[:len(h)-1]
+		}
+		if len(h) == 0 || h[0] == '.' || h[len(h)-1] == '.' || bytes.Contains(h, doubleDot) {
+			return nil, nil, errHost
+		}
+		for _, c := range h {
+			if !isHostChar(c) {
+				return nil, nil, errHost
+			}
+		}
+	}
+	if len(port) > 5 || (needPort && len(port) == 0) {
+		return nil, nil, errHost
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return nil, nil, errHost
+		}
+	}
+	if len(h) > MaxHost {
+		return nil, nil, errHostTooLong
+	}
+	dst = dst[:0]
+	for _, c := range h {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst, port, nil
+}
+
+var doubleDot = []byte("..")
+
+func isHostChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// tokenChars marks tchar (RFC 9110 5.6.2).
+var tokenChars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// equalFold reports whether b equals the lower-case ASCII s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// hasToken reports whether the comma-separated list v holds the token s
+// (lower case), ignoring case and optional whitespace.
+func hasToken(v []byte, s string) bool {
+	for len(v) > 0 {
+		var e []byte
+		if k := bytes.IndexByte(v, ','); k >= 0 {
+			e, v = v[:k], v[k+1:]
+		} else {
+			e, v = v, nil
+		}
+		if equalFold(bytes.Trim(e, " \t"), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastTokenIs reports whether the last element of the comma-separated
+// list v is the token s (lower case), ignoring case and whitespace.
+func lastTokenIs(v []byte, s string) bool {
+	if k := bytes.LastIndexByte(v, ','); k >= 0 {
+		v = v[k+1:]
+	}
+	return equalFold(bytes.Trim(v, " \t"), s)
+}
