@@ -6,6 +6,7 @@ package all
 import (
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/memcached"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
 )
@@ -16,6 +17,7 @@ import (
 func Protocols() []l7.Protocol {
 	return []l7.Protocol{
 		redis.Protocol(),
+		memcached.Protocol(),
 		http1.Protocol(),
 		tls.Protocol(),
 	}
