@@ -7,6 +7,7 @@ import (
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
+	"github.com/bulkhead-io/bulkhead/protocols/postgres"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
 )
@@ -20,6 +21,7 @@ func Protocols() []l7.Protocol {
 		memcached.Protocol(),
 		http1.Protocol(),
 		tls.Protocol(),
+		postgres.Protocol(),
 	}
 }
 

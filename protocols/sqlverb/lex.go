@@ -1,0 +1,271 @@
+package sqlverb
+
+import "bytes"
+
+type tokKind uint8
+
+const (
+	tEOF    tokKind = iota
+	tWord           // unquoted word: a keyword, a name or a number
+	tQuoted         // quoted name: `…`, Postgres "…", MySQL "…" (a string unless a name stands there)
+	tString         // string literal or dollar-quoted body
+	tPunct          // one byte (or a $n parameter)
+)
+
+// token is one lexical token of the text: s[start:end] is the word, the
+// inside of the quotes (tQuoted), or the whole token.
+type token struct {
+	kind       tokKind
+	c          byte // tPunct: the byte; tQuoted, tString: the quote
+	digit      bool // tWord that starts with a digit
+	start, end int
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isLetter(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c >= 0x80
+}
+
+// isWordByte: a byte of an unquoted word. MySQL words may start with a
+// digit or '$'; a Postgres word starting with a digit is a number, and '$'
+// only continues one.
+func (sc *scanner) isWordByte(c byte, first bool) bool {
+	switch {
+	case isLetter(c), isDigit(c):
+		return true
+	case c == '$':
+		return sc.d == MySQL || !first
+	}
+	return false
+}
+
+// next returns the next token, skipping blanks and comments; it enters
+// and leaves MySQL executable comments, whose content is code.
+func (sc *scanner) next() token {
+	s := sc.s
+	for sc.i < len(s) {
+		c := s[sc.i]
+		switch c {
+		case ' ', '\t', '\n', '\r', '\v', '\f':
+			sc.i++
+			continue
+		case '#':
+			if sc.d == MySQL {
+				sc.skipLine()
+				continue
+			}
+		case '-':
+			// mysqld starts a comment only at "--" followed by a blank or
+			// a control byte ("1--1" is arithmetic); Postgres at any "--".
+			if sc.i+1 < len(s) && s[sc.i+1] == '-' &&
+				(sc.d == Postgres || sc.i+2 >= len(s) || s[sc.i+2] <= ' ' || s[sc.i+2] == 0x7f) {
+				sc.skipLine()
+				continue
+			}
+		case '/':
+			if sc.i+1 < len(s) && s[sc.i+1] == '*' {
+				sc.comment()
+				continue
+			}
+		case '*':
+			if sc.exec && sc.i+1 < len(s) && s[sc.i+1] == '/' {
+				sc.exec = false
+				sc.i += 2
+				continue
+			}
+		}
+		return sc.lex()
+	}
+	return token{kind: tEOF, start: len(s), end: len(s)}
+}
+
+// peek returns the next token without consuming it.
+func (sc *scanner) peek() token {
+	i, exec := sc.i, sc.exec
+	t := sc.next()
+	sc.i, sc.exec = i, exec
+	return t
+}
+
+// peekKw returns the keyword of the next token, kwNone if it is no word.
+func (sc *scanner) peekKw() kw {
+	t := sc.peek()
+	if t.kind != tWord {
+		return kwNone
+	}
+	return keyword(sc.s[t.start:t.end])
+}
+
+// peekPunct reports whether the next token is the byte c.
+func (sc *scanner) peekPunct(c byte) bool {
+	t := sc.peek()
+	return t.kind == tPunct && t.c == c
+}
+
+// skipLine skips a -- or # comment: mysqld ends it at LF or NUL, Postgres
+// at LF or CR. The end byte is left for the caller.
+func (sc *scanner) skipLine() {
+	s := sc.s
+	i := sc.i
+	for i < len(s) {
+		c := s[i]
+		if c == '\n' || (sc.d == MySQL && c == 0) || (sc.d == Postgres && c == '\r') {
+			break
+		}
+		i++
+	}
+	sc.i = i
+}
+
+// comment handles the "/*" at sc.i: a MySQL executable comment is entered
+// (its version digits skipped, its content lexed as code); other comments
+// are skipped, nested in Postgres, not in MySQL. An unterminated comment
+// runs to the end.
+func (sc *scanner) comment() {
+	s := sc.s
+	i := sc.i + 2
+	if sc.d == MySQL {
+		j := i
+		switch {
+		case j < len(s) && s[j] == '!':
+			j++
+		case j+1 < len(s) && s[j] == 'M' && s[j+1] == '!':
+			j += 2
+		default:
+			k := bytes.Index(s[i:], []byte("*/"))
+			if k < 0 {
+				sc.i = len(s)
+			} else {
+				sc.i = i + k + 2
+			}
+			return
+		}
+		// Like mysqld: five or six digits are a version; fewer are code.
+		k := j
+		for k < len(s) && k-j < 6 && isDigit(s[k]) {
+			k++
+		}
+		if k-j >= 5 {
+			j = k
+		}
+		sc.i = j
+		sc.exec = true
+		return
+	}
+	depth := 1
+	for i < len(s) {
+		switch {
+		case s[i] == '/' && i+1 < len(s) && s[i+1] == '*':
+			depth++
+			i += 2
+		case s[i] == '*' && i+1 < len(s) && s[i+1] == '/':
+			depth--
+			i += 2
+			if depth == 0 {
+				sc.i = i
+				return
+			}
+		default:
+			i++
+		}
+	}
+	sc.i = len(s)
+}
+
+// lex reads the token at sc.i, which is neither blank nor a comment.
+func (sc *scanner) lex() token {
+	s := sc.s
+	i := sc.i
+	c := s[i]
+	switch {
+	case c == '\'':
+		return sc.lexQuoted(tString, sc.bs, true)
+	case c == '"':
+		if sc.d == Postgres {
+			return sc.lexQuoted(tQuoted, false, false)
+		}
+		return sc.lexQuoted(tQuoted, sc.bs && !sc.ansi, true)
+	case c == '`' && sc.d == MySQL:
+		return sc.lexQuoted(tQuoted, false, false)
+	case c == '$' && sc.d == Postgres:
+		return sc.dollar()
+	case sc.isWordByte(c, true):
+		j := i + 1
+		for j < len(s) && sc.isWordByte(s[j], false) {
+			j++
+		}
+		if sc.d == Postgres && j == i+1 && (c == 'E' || c == 'e') && j < len(s) && s[j] == '\'' {
+			sc.i = j
+			return sc.lexQuoted(tString, true, false) // E'…': backslash escapes always
+		}
+		sc.i = j
+		return token{kind: tWord, start: i, end: j, digit: isDigit(c)}
+	}
+	sc.i = i + 1
+	return token{kind: tPunct, c: c, start: i, end: i + 1}
+}
+
+// lexQuoted reads a quoted token whose opening quote is at sc.i. A doubled
+// quote stands for one; bs: a backslash escapes the next byte; dep: whether
+// backslashes escape depends on a session mode, so a backslash before the
+// quote makes the text ambiguous (see Scan).
+func (sc *scanner) lexQuoted(kind tokKind, bs, dep bool) token {
+	s := sc.s
+	start := sc.i
+	q := s[start]
+	i := start + 1
+	for i < len(s) {
+		c := s[i]
+		if c == '\\' {
+			if dep && i+1 < len(s) && s[i+1] == q {
+				sc.amb = true
+			}
+			if bs {
+				i += 2
+				continue
+			}
+		}
+		if c == q {
+			if i+1 < len(s) && s[i+1] == q {
+				i += 2
+				continue
+			}
+			sc.i = i + 1
+			return token{kind: kind, c: q, start: start + 1, end: i}
+		}
+		i++
+	}
+	sc.i = len(s)
+	return token{kind: kind, c: q, start: start + 1, end: len(s)}
+}
+
+// dollar reads what starts with '$' in Postgres: a parameter ($1), a
+// dollar-quoted body ($$…$$, $tag$…$tag$) or a lone '$'.
+func (sc *scanner) dollar() token {
+	s := sc.s
+	i := sc.i
+	j := i + 1
+	if j < len(s) && isDigit(s[j]) {
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		sc.i = j
+		return token{kind: tPunct, c: '$', start: i, end: j}
+	}
+	for j < len(s) && (isLetter(s[j]) || (j > i+1 && isDigit(s[j]))) {
+		j++
+	}
+	if j < len(s) && s[j] == '$' {
+		tag := s[i : j+1]
+		k := bytes.Index(s[j+1:], tag)
+		if k < 0 {
+			sc.i = len(s)
+		} else {
+			sc.i = j + 1 + k + len(tag)
+		}
+		return token{kind: tString, c: '$', start: i, end: sc.i}
+	}
+	sc.i = i + 1
+	return token{kind: tPunct, c: '$', start: i, end: i + 1}
+}
