@@ -4,6 +4,7 @@
 package all
 
 import (
+	"github.com/bulkhead-io/bulkhead/protocols/dns"
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
@@ -22,6 +23,7 @@ func Protocols() []l7.Protocol {
 		http1.Protocol(),
 		tls.Protocol(),
 		postgres.Protocol(),
+		dns.Protocol(),
 	}
 }
 
