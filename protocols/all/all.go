@@ -8,6 +8,7 @@ import (
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
+	"github.com/bulkhead-io/bulkhead/protocols/mysql"
 	"github.com/bulkhead-io/bulkhead/protocols/postgres"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
@@ -23,6 +24,7 @@ func Protocols() []l7.Protocol {
 		http1.Protocol(),
 		tls.Protocol(),
 		postgres.Protocol(),
+		mysql.Protocol(),
 		dns.Protocol(),
 	}
 }

@@ -88,12 +88,14 @@
 // table. Duplicates are reported once, in order of first appearance.
 //
 // Names are normalised: quotes removed and doubled quotes undone (a
-// doubled backtick or double quote inside stands for one); parts of a qualified name joined by '.' without blanks
-// (`db` . `t` → db.t; three parts kept as written); Postgres folds unquoted
-// names to lower case (ASCII) and clips each part to 63 bytes as the server
-// does; MySQL keeps the case as written (lower_case_table_names is a server
-// setting; a case the server would fold only ever fails closed). In MySQL a
-// "double-quoted" token where a name stands is taken as a name (ANSI_QUOTES).
+// doubled backtick or double quote inside a quoted name stands for one);
+// parts of a qualified name joined by '.' without blanks (`db` . `t` →
+// db.t; three parts kept as written); Postgres folds unquoted names to
+// lower case (ASCII) and clips each part to 63 bytes as the server does;
+// MySQL keeps the case as written (lower_case_table_names is a server
+// setting; a case the server would fold only ever fails closed). In MySQL
+// a "double-quoted" token where a name stands is taken as a name
+// (ANSI_QUOTES). An empty name ("") is dropped.
 //
 // Overflow is set when the list is incomplete: more than MaxTables
 // distinct names, a name longer than MaxName bytes, parentheses nested
@@ -102,26 +104,29 @@
 //
 // # Lexing
 //
-// MySQL: '…' and "…" strings (a doubled quote stands for one) with backslash
-// escapes,
-// `…` names, -- comments only when followed by a blank or control byte (as
-// mysqld: "1--1" is arithmetic), # comments, /* */ comments that do not
-// nest, and /*!…*/, /*!50001 …*/ and MariaDB /*M!100100 …*/ executable
-// comments whose content is lexed as code (the version digits are skipped);
-// /*+ hints */ are comments. Postgres: '…' strings (standard conforming),
-// E'…' with backslash escapes, U&'…', "…" names, $tag$…$tag$ bodies,
-// nested /* */ comments and -- comments.
+// MySQL: '…' and "…" strings (a doubled quote stands for one) with
+// backslash escapes, `…` names, -- comments only when followed by a blank
+// or control byte (as mysqld: "1--1" is arithmetic), # comments, /* */
+// comments that do not nest, and /*!…*/, /*!50001 …*/ and MariaDB
+// /*M!100100 …*/ executable comments whose content is lexed as code (the
+// version digits are skipped); /*+ hints */ are comments. Postgres: '…'
+// strings (standard conforming), E'…' with backslash escapes, U&'…', "…"
+// names, $tag$…$tag$ bodies, nested /* */ comments and -- comments.
 //
-// Modes a session can change (MySQL NO_BACKSLASH_ESCAPES and ANSI_QUOTES,
-// Postgres standard_conforming_strings) move where a string ends only when
-// a backslash stands before a quote. When a text has one, Scan lexes it
-// again under every combination of those modes and reports the union, so
-// no session setting can hide a statement or a table from it.
+// Session modes (MySQL NO_BACKSLASH_ESCAPES and ANSI_QUOTES, Postgres
+// standard_conforming_strings) move where a string ends only when a
+// backslash stands before a quote; so do two-byte character sets (GBK,
+// GB18030, Big5, Shift JIS, CP932), whose characters may end in a
+// backslash or a backtick, when a byte 0x81-0xfe stands before one. When a
+// text has either, Scan lexes it again under every combination of those
+// modes (at most eight passes) and reports the union, so that no session
+// setting or character set can hide a statement or a table from it.
 //
 // Known gaps: the text of dynamic SQL (PREPARE … FROM '…', EXECUTE
 // IMMEDIATE, DO $$…$$ and function bodies) is not looked into; functions
 // that touch files or tables (LOAD_FILE, pg_read_file, dblink) are not
-// reported; multi-byte character sets where 0x5C can end a character
-// (GBK, SJIS, BIG5, CP932, GB18030) are lexed as ASCII; in a MySQL multi-table
-// DELETE the aliases before FROM are reported as tables (fail closed).
+// reported; routine and trigger bodies are lexed like any text (their ';'
+// make them MULTI); in a MySQL multi-table DELETE the aliases before FROM
+// are reported as tables; Postgres U&"…" escapes are not decoded (a name
+// written with them is reported as written: it fails closed).
 package sqlverb

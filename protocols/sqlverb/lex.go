@@ -192,7 +192,13 @@ func (sc *scanner) lex() token {
 		return sc.dollar()
 	case sc.isWordByte(c, true):
 		j := i + 1
+		if sc.wide && c >= 0x81 && c <= 0xfe && j < len(s) {
+			j++ // the second byte of a two-byte character
+		}
 		for j < len(s) && sc.isWordByte(s[j], false) {
+			if sc.wide && s[j] >= 0x81 && s[j] <= 0xfe && j+1 < len(s) {
+				j++
+			}
 			j++
 		}
 		if sc.d == Postgres && j == i+1 && (c == 'E' || c == 'e') && j < len(s) && s[j] == '\'' {
@@ -217,6 +223,10 @@ func (sc *scanner) lexQuoted(kind tokKind, bs, dep bool) token {
 	i := start + 1
 	for i < len(s) {
 		c := s[i]
+		if sc.wide && c >= 0x81 && c <= 0xfe && i+1 < len(s) {
+			i += 2 // a two-byte character, whatever its second byte
+			continue
+		}
 		if c == '\\' {
 			if dep && i+1 < len(s) && s[i+1] == q {
 				sc.amb = true

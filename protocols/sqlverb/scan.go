@@ -15,23 +15,23 @@ func Scan(text []byte, d Dialect, out *Statement) error {
 	}
 	sc := &out.sc
 	bs := d == MySQL // MySQL: backslash escapes on; Postgres: standard_conforming_strings on
-	if err := sc.run(text, d, bs, false, out); err != nil {
+	if err := sc.run(text, d, bs, false, false, out); err != nil {
 		out.reset()
 		return err
 	}
-	if sc.amb {
-		// A backslash stands before a quote: a session mode decides where
-		// that string ends. Scan under every mode and report the union.
-		if d == MySQL {
-			for _, m := range [...][2]bool{{false, false}, {true, true}, {false, true}} {
-				if err := sc.run(text, d, m[0], m[1], out); err != nil {
-					out.reset()
-					return err
-				}
+	mb := multibyteHazard(text)
+	if sc.amb || mb {
+		// A session mode or the connection's character set decides where a
+		// string ends. Scan under every combination and report the union.
+		for i := 1; i < 8; i++ {
+			bs, ansi, wide := i&1 == 0 == (d == MySQL), i&2 != 0, i&4 != 0
+			if (ansi && d != MySQL) || (wide && !mb) || (!sc.amb && !wide) {
+				continue
 			}
-		} else if err := sc.run(text, d, true, false, out); err != nil {
-			out.reset()
-			return err
+			if err := sc.run(text, d, bs, ansi, wide, out); err != nil {
+				out.reset()
+				return err
+			}
 		}
 	}
 	out.finish()
@@ -237,6 +237,7 @@ type scanner struct {
 	d     Dialect
 	bs    bool // backslash escapes in '…' strings
 	ansi  bool // MySQL ANSI_QUOTES: "…" is a name
+	wide  bool // a byte 0x81-0xfe starts a two-byte character (GBK, Big5, Shift JIS…)
 	exec  bool // inside a MySQL executable comment
 	amb   bool // a backslash stood before a quote in a mode-dependent string
 	out   *Statement
@@ -253,10 +254,12 @@ type scanner struct {
 	lastName bool
 }
 
-func (sc *scanner) run(text []byte, d Dialect, bs, ansi bool, out *Statement) error {
-	amb := sc.amb
-	sc.s, sc.i, sc.d, sc.bs, sc.ansi, sc.exec, sc.out, sc.stmts, sc.err = text, 0, d, bs, ansi, false, out, 0, nil
-	sc.amb = amb
+func (sc *scanner) run(text []byte, d Dialect, bs, ansi, wide bool, out *Statement) error {
+	first := bs == (d == MySQL) && !ansi && !wide
+	if first {
+		sc.amb = false
+	}
+	sc.s, sc.i, sc.d, sc.bs, sc.ansi, sc.wide, sc.exec, sc.out, sc.stmts, sc.err = text, 0, d, bs, ansi, wide, false, out, 0, nil
 	sc.resetStmt()
 	for sc.err == nil {
 		t := sc.next()
@@ -273,6 +276,19 @@ func (sc *scanner) run(text []byte, d Dialect, bs, ansi bool, out *Statement) er
 		out.Multi = true
 	}
 	return sc.err
+}
+
+// multibyteHazard reports whether text holds a byte that starts a
+// two-byte character in GBK, GB18030, Big5, Shift JIS or CP932 followed by
+// a backslash or a backtick: in those character sets the pair is one
+// character, in UTF-8 and Latin-1 the second byte escapes or quotes.
+func multibyteHazard(text []byte) bool {
+	for i := 0; i+1 < len(text); i++ {
+		if c := text[i]; c >= 0x81 && c <= 0xfe && (text[i+1] == '\\' || text[i+1] == '`') {
+			return true
+		}
+	}
+	return false
 }
 
 func (sc *scanner) resetStmt() {

@@ -198,6 +198,10 @@ func TestScanModes(t *testing.T) {
 		{"mysql ANSI_QUOTES name", MySQL, `SELECT * FROM "t4"`, "SELECT", "t4"},
 		{"postgres standard_conforming_strings off", Postgres, `SELECT 'a\''; DROP TABLE t5; -- '`, "DROP", "t5"},
 		{"postgres standard_conforming_strings on", Postgres, `SELECT 'a\'; DROP TABLE t6; -- '`, "DROP", "t6"},
+		{"mysql GBK backtick", MySQL, "SELECT 1 AS a\x81`; DROP TABLE t7; -- `", "DROP", "t7"},
+		{"mysql GBK backslash", MySQL, "SELECT '\xbf\\'; DROP TABLE t8; -- '", "DROP", "t8"},
+		{"mysql GBK and an escape", MySQL, "SELECT 'a\\'b', '\xbf\\'; DROP TABLE t9; -- '", "DROP", "t9"},
+		{"postgres GBK E-string", Postgres, "SELECT E'\xbf\\'; DROP TABLE t10; -- '", "DROP", "t10"},
 	}
 	var st Statement
 	for _, c := range cases {
@@ -396,5 +400,3 @@ func BenchmarkScan(b *testing.B) {
 		})
 	}
 }
-
-
