@@ -8,6 +8,7 @@ import (
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
 	"github.com/bulkhead-io/bulkhead/controlplane/compile/vocab"
+	"github.com/bulkhead-io/bulkhead/protocols/http1"
 )
 
 // compileL7 maps the typed L7 matchers of r (in export form) to the data
@@ -137,9 +138,10 @@ func l7Rule(verbs []string, res, aux []*bulkheadv1.Pattern) *bulkheadv1.L7Rule {
 }
 
 // pathPattern maps an HTTPMatch path: "/x" exact, "/x/*" prefix "/x/",
-// "/x/{id}" and "/x/{*}" templates.
+// "/x/{id}" and "/x/{*}" templates, in the normal form of the paths the
+// data plane matches them against (normalPath).
 func pathPattern(p string) *bulkheadv1.Pattern {
-	switch kind, v := vocab.ClassifyPath(p); kind {
+	switch kind, v := vocab.ClassifyPath(normalPath(p)); kind {
 	case vocab.PathPrefix:
 		return prefix(v, false)
 	case vocab.PathTemplate:
@@ -147,6 +149,59 @@ func pathPattern(p string) *bulkheadv1.Pattern {
 	default:
 		return exact(v, false)
 	}
+}
+
+// normalPath brings a valid HTTPMatch path pattern to the form in which the
+// http parser reports request paths (http1.AppendNormalizedPath):
+// percent-decoded but for the bytes kept encoded, which are written %XX in
+// upper case ("/caf%c3%a9" and "/café" are "/caf%C3%A9", "/%61dmin" is
+// "/admin"), dot-segments resolved, repeated slashes folded, ";" parameters
+// dropped. A pattern written in another form would never match: the
+// parser's paths are always normal. Template parameters ("{id}", "{*}")
+// and a prefix's final "*" are literal bytes the normalisation keeps.
+//
+// Before normalising, bytes the parser never sees raw in a request line
+// (>= 0x80, as in "/café") are percent-encoded, and a "%" that starts no
+// %XX escape is taken for itself ("%25"). A pattern whose normal form the
+// parser would refuse (an encoded NUL, an encoded slash beside a
+// dot-segment), that grows beyond v1alpha1.MaxPathPattern, or whose
+// normalisation would add or remove a "{", "}" or "*" (a "%7B" decoded into
+// a template parameter, a parameter before "..") is kept as written: no
+// normal path equals it, so it matches nothing, which is what a rule for
+// requests the parser refuses, or cannot be written as a pattern, can
+// match. Patterns cannot name a path with a literal brace or star.
+func normalPath(p string) string {
+	raw := make([]byte, 0, len(p)+16)
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= 0x80:
+			raw = append(raw, '%', upperHex[c>>4], upperHex[c&15])
+		case c == '%' && !(i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2])):
+			raw = append(raw, "%25"...)
+		default:
+			raw = append(raw, c)
+		}
+	}
+	norm, err := http1.AppendNormalizedPath(nil, raw)
+	if err != nil || len(norm) > v1alpha1.MaxPathPattern {
+		return p
+	}
+	for _, c := range "{}*" {
+		if strings.Count(string(norm), string(c)) != strings.Count(p, string(c)) {
+			// A decoded "%7B" would turn into a template parameter (or
+			// a literal brace the data plane refuses in a template), and
+			// a dot-segment would drop one: a pattern of the structure
+			// written or none.
+			return p
+		}
+	}
+	return string(norm)
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // hostPatterns maps host names (exact, or "*.suffix" for suffix ".suffix"),

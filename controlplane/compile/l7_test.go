@@ -62,6 +62,22 @@ func TestCompileL7(t *testing.T) {
 			Aux:       pats(exF("a.example"), exF("api.example.com"), sufF(".example.org")),
 		}},
 	}, {
+		// Patterns are brought to the parser's normal form of paths
+		// (http1.AppendNormalizedPath), or they would never match.
+		name: "http: paths in the parser's normal form",
+		rule: v1alpha1.Rule{HTTP: &v1alpha1.HTTPMatch{Paths: []string{
+			"/café", "/caf%c3%a9/menu", "/%61dmin", "//a/./b/../c;v=1", "/100%", "/a%2fb",
+			"/static/./*", "/files/./{*}", "/a%2F../x", "/n%00",
+			// Kept as written (they match nothing): decoding would add a
+			// template parameter or a literal brace, or drop one.
+			"/u/%7Bx%7D/{id}", "/a%7Bb%7D", "/s/%2A/*", "/{id}/..",
+		}}},
+		want: []*bulkheadv1.L7Rule{{
+			Resources: pats(
+				ex("/100%25"), ex("/a%2F../x"), ex("/a%2Fb"), ex("/a%7Bb%7D"), ex("/a/c"), ex("/admin"), ex("/caf%C3%A9"), ex("/caf%C3%A9/menu"), ex("/n%00"),
+				pre("/s/%2A/"), pre("/static/"), tmpl("/files/{*}"), tmpl("/u/%7Bx%7D/{id}"), tmpl("/{id}/..")),
+		}},
+	}, {
 		name: "http without lists: every request",
 		rule: v1alpha1.Rule{HTTP: &v1alpha1.HTTPMatch{}},
 		want: []*bulkheadv1.L7Rule{{}},

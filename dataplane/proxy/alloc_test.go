@@ -66,7 +66,9 @@ func testSession(t testing.TB, mode bulkheadv1.Mode, up, down io.Writer) (*sessi
 	agg := report.NewAggregator(0)
 	p := New(Config{Engine: eng, Aggregator: agg, Metrics: metrics.New(nil), Logger: slog.New(slog.DiscardHandler)})
 	s := &session{p: p, src: testSrc, dst: testDst, conn: pol.Inbound(testSrc.Addr(), testDst.Port()), declared: "redis"}
-	s.recordConnect(s.conn.Connect(), "redis")
+	d := s.conn.Connect()
+	s.countConnect(d, "redis")
+	s.reportConnect(d, "redis")
 	proto := redis.Protocol()
 	s.startL7(&proto, up, down)
 	return s, agg
@@ -320,7 +322,9 @@ func lineSession(t testing.TB, o LineOptions, up, down io.Writer) (*session, *re
 	agg := report.NewAggregator(0)
 	p := New(Config{Engine: eng, Aggregator: agg, Metrics: metrics.New(nil), Logger: slog.New(slog.DiscardHandler)})
 	s := &session{p: p, src: testSrc, dst: testDst, conn: pol.Inbound(testSrc.Addr(), testDst.Port()), declared: o.Name}
-	s.recordConnect(s.conn.Connect(), o.Name)
+	d := s.conn.Connect()
+	s.countConnect(d, o.Name)
+	s.reportConnect(d, o.Name)
 	proto := LineProtocol(o)
 	s.startL7(&proto, up, down)
 	return s, agg

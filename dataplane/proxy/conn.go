@@ -61,8 +61,13 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 	if label == "" {
 		label = protoTCP
 	}
-	s.recordConnect(d, label)
-	if d.Verdict == enforce.Deny && d.Enforced {
+	s.countConnect(d, label)
+	denied := d.Verdict == enforce.Deny && d.Enforced
+	if declared != "" || denied {
+		// An undeclared port's connection flow waits for sniffing (run).
+		s.reportConnect(d, label)
+	}
+	if denied {
 		p.log.Debug("proxy: connection denied", "src", src.String(), "dst", dst.String(), "reason", d.Reason.String())
 		reset(client)
 		return
@@ -72,6 +77,9 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 	uc, err := (&net.Dialer{}).DialContext(dctx, "tcp", dst.String())
 	cancel()
 	if err != nil {
+		if declared == "" {
+			s.reportConnect(d, label)
+		}
 		p.met.Connection(metrics.ConnDialError)
 		p.log.Debug("proxy: dial original destination", "dst", dst.String(), "err", err)
 		reset(client)
@@ -80,11 +88,12 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 	upstream := uc.(*net.TCPConn)
 	t.setUpstream(upstream)
 	s.upstream = upstream
-	s.run()
+	s.run(d)
 }
 
-// run picks the connection's protocol and forwards it.
-func (s *session) run() {
+// run picks the connection's protocol and forwards it. connect is the
+// connection-level decision, reported here for an undeclared port.
+func (s *session) run(connect enforce.Decision) {
 	p := s.p
 	var proto *l7.Protocol
 	var cfirst, sfirst []byte
@@ -92,6 +101,14 @@ func (s *session) run() {
 	case protoTCP:
 	case "":
 		cfirst, sfirst, proto = s.sniff()
+		// The connection flow names the protocol sniffed: reported as
+		// "tcp" before sniffing, discover mode would learn an L4 rule
+		// that allows every message on the port.
+		label := protoTCP
+		if proto != nil {
+			label = proto.Name
+		}
+		s.reportConnect(connect, label)
 	default:
 		proto = p.protocol(s.declared)
 		if proto == nil {

@@ -44,7 +44,12 @@
 //     implements l7.DenyObserver.
 //  6. Messages are reported to the Aggregator with their verb and, for
 //     every protocol but Redis (whose keys may hold personal data), their
-//     resources and aux (report.Key.SetFrame).
+//     resources and aux (report.Key.SetFrame). The connection itself is
+//     reported as a connection flow of the declared protocol; on an
+//     undeclared port, once sniffing is done, of the protocol recognised
+//     ("tcp" only when the connection is spliced), since the control
+//     plane learns an L4 rule, which allows every message, from "tcp"
+//     connection flows alone.
 //
 // # Keeping replies in order
 //
@@ -60,6 +65,16 @@
 // to the client are serialised. Waiting denials are bounded (the buffer
 // limit in bytes of them); a client that piles up more behind a slow reply
 // is closed as over the limit.
+//
+// Requests with NoReply may still be answered by Partial frames that come
+// before the next complete reply (PostgreSQL answers a pipeline's Parse,
+// Bind and Execute with ParseComplete, BindComplete and rows, and only its
+// Sync with ReadyForQuery). So the deny reply of a NoReply request that
+// follows other NoReply requests (forwarded after the last request that
+// awaits a reply) waits for the next complete reply and is written just
+// before it, after those Partial frames: where the server puts its own
+// error. A client that then never asks for a complete reply never gets
+// that denial.
 //
 // Some exchanges break the pairing of requests and replies for good: a
 // frame with l7.Frame.Unordered (a subscription, a quiet request answered

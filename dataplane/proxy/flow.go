@@ -6,9 +6,9 @@ import (
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
-// recordConnect counts the connection-level decision d (protocol label is
-// the declared protocol, or "tcp") and reports it as a connection flow.
-func (s *session) recordConnect(d enforce.Decision, label string) {
+// countConnect counts the connection-level decision d (protocol label is
+// the declared protocol, or "tcp").
+func (s *session) countConnect(d enforce.Decision, label string) {
 	m := s.p.met
 	switch d.Verdict {
 	case enforce.Allow:
@@ -21,6 +21,13 @@ func (s *session) recordConnect(d enforce.Decision, label string) {
 	if d.Verdict == enforce.Deny && d.Enforced {
 		m.Denial(label, d.Reason.String())
 	}
+}
+
+// reportConnect reports the connection-level decision d as a connection
+// flow of protocol label: the declared protocol, else the sniffed one, else
+// "tcp" (learn turns connection flows of "tcp", and only those, into L4
+// rules).
+func (s *session) reportConnect(d enforce.Decision, label string) {
 	if agg := s.p.agg; agg != nil {
 		s.key.SetConn(&s.conn, s.dst.Addr())
 		s.key.Proto = agg.Intern(label)

@@ -24,6 +24,7 @@ import (
 // lineServer is a real TCP server of the tests' line protocol (see
 // line_test.go). It answers "OK <request line>" to most requests, and:
 //   - QUIET: nothing;
+//   - PIPE: "PARTIAL <request line>", at once;
 //   - MULTI: "PARTIAL 1".."PARTIAL 3", 20ms apart, then "OK MULTI";
 //   - SLOW: "OK SLOW" after 150ms;
 //   - a request with "+n" has an n-byte body, read before answering;
@@ -133,6 +134,8 @@ func (s *lineServer) serve(c net.Conn) {
 		switch fields[0] {
 		case "QUIET":
 			continue
+		case "PIPE":
+			out = "PARTIAL " + line
 		case "MULTI":
 			for i := 1; i <= 3; i++ {
 				if _, err := io.WriteString(c, "PARTIAL "+strconv.Itoa(i)+"\n"); err != nil {
@@ -237,6 +240,33 @@ func TestLineNoReplyDoesNotDelayDenial(t *testing.T) {
 	c.expect("OK GET k\n")
 	if got := srv.received(); got != "QUIET a\nQUIET b\nGET k\n" {
 		t.Errorf("server received %q", got)
+	}
+}
+
+// TestLineNoReplyDenialInPipeline: the denial of a NoReply request that
+// follows other NoReply requests goes after their (Partial) answers and
+// just before the next complete reply, where the server would have put its
+// own error (PostgreSQL: the rows of the statements before it, the error,
+// then the Sync's ReadyForQuery). Without NoReply requests before it, it
+// goes at once.
+func TestLineNoReplyDenialInPipeline(t *testing.T) {
+	h, srv := newLineHarness(t, lineSetup{})
+	c := h.dialLine()
+	c.send("PIPE a\nPIPE b\nPIPEDEL c\nPIPE d\nEND\n")
+	c.expect("PARTIAL PIPE a\n", "PARTIAL PIPE b\n", denied("PIPEDEL"), "OK END\n")
+	// Behind a complete reply still awaited, then the same again.
+	c.send("SLOW\nPIPE e\nPIPEDEL f\nEND\nPIPE g\nPIPEDEL h\nEND\n")
+	c.expect("OK SLOW\n", "PARTIAL PIPE e\n", denied("PIPEDEL"), "OK END\n", "PARTIAL PIPE g\n", denied("PIPEDEL"), "OK END\n")
+	// Nothing forwarded that could still be answered: at once, without
+	// waiting for the END.
+	c.send("GET k\n")
+	c.expect("OK GET k\n")
+	c.send("PIPEDEL i\n")
+	c.expect(denied("PIPEDEL"))
+	c.send("END\nGET l\n")
+	c.expect("OK END\n", "OK GET l\n")
+	if got, want := srv.received(), "PIPE a\nPIPE b\nEND\nSLOW\nPIPE e\nEND\nPIPE g\nEND\nGET k\nEND\nGET l\n"; got != want {
+		t.Errorf("server received %q, want %q", got, want)
 	}
 }
 

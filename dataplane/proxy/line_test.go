@@ -20,6 +20,11 @@ import (
 // bytes after the line, which the parser skips (OpSkip, in pieces as they
 // come). Verbs with a meaning:
 //   - QUIET: the server does not answer (NoReply); its deny reply is empty.
+//   - PIPE, PIPEDEL: NoReply, but the server answers PIPE with a PARTIAL
+//     line at once (as PostgreSQL answers a pipeline's Parse and Execute
+//     with Partial messages, and its Sync with the complete reply);
+//     PIPEDEL's deny reply is not empty, and when denied (DenyObserver)
+//     the lines that follow are skipped up to the next END, as for TXN.
 //   - SUB: the server speaks unasked from then on (Unordered).
 //   - STARTTLS: every later call, in either direction, answers OpPass.
 //   - CTL: a Control frame (forwarded unjudged, answered).
@@ -78,7 +83,7 @@ func lineSniff(first []byte, serverFirst bool) bool {
 }
 
 func lineDeny(dst []byte, f *l7.Frame, reason string) []byte {
-	if f.NoReply {
+	if f.NoReply && string(f.Verb) == "QUIET" {
 		return dst
 	}
 	dst = append(dst, "DENIED "...)
@@ -104,7 +109,7 @@ func (p *lineParser) Denied(f *l7.Frame) {
 	if p.denied != nil {
 		p.denied.Add(1)
 	}
-	if string(f.Verb) == "TXN" {
+	if string(f.Verb) == "TXN" || string(f.Verb) == "PIPEDEL" {
 		p.discarding = true
 	}
 }
@@ -188,7 +193,7 @@ func (p *lineParser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, er
 		f.Args++
 	}
 	switch string(verb) {
-	case "QUIET":
+	case "QUIET", "PIPE", "PIPEDEL":
 		f.NoReply = true
 	case "SUB":
 		f.Unordered = true
@@ -215,9 +220,9 @@ func LineName(t testing.TB) string {
 	return ""
 }
 
-// LineVerbs are the verbs the line-protocol policies allow; DEL and TXN
-// are not.
-var LineVerbs = []string{"GET", "PUT", "QUIET", "MULTI", "SLOW", "SUB", "STARTTLS", "END", "ECHO"}
+// LineVerbs are the verbs the line-protocol policies allow; DEL, TXN and
+// PIPEDEL are not.
+var LineVerbs = []string{"GET", "PUT", "QUIET", "PIPE", "MULTI", "SLOW", "SUB", "STARTTLS", "END", "ECHO"}
 
 // LinePolicy is the ProxyPolicy of the line-protocol tests: the workload's
 // port speaks name (declared, unless undeclared), and demo/cart may send

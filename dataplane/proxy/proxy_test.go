@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -451,6 +452,19 @@ func TestUndeclaredPortIsSniffed(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if got := roundTrip(t, quiet, newReplyReader(quiet), cmd("GET", "k")); got != "$1\r\nv\r\n" {
 		t.Fatalf("GET after a quiet start: %q", got)
+	}
+	// The connection flows name the protocol sniffed: a "tcp" one would
+	// teach discover mode an L4 rule that allows every message on the
+	// port. Only the quiet connection, forwarded at L4, is "tcp".
+	flows := h.flows()
+	conns := map[string]uint64{}
+	for _, f := range flows {
+		if f.GetConnection() {
+			conns[f.GetProtocol()] += f.GetCount()
+		}
+	}
+	if want := map[string]uint64{"redis": 1, "tcp": 1}; !maps.Equal(conns, want) {
+		t.Errorf("connection flows by protocol %v, want %v:%s", conns, want, flowString(flows))
 	}
 }
 

@@ -100,6 +100,11 @@ type session struct {
 	// dropping: the last request frame was denied; the bytes the parser
 	// skips until the next frame are its body and are dropped.
 	dropping bool
+	// open: a request that expects no reply of its own (NoReply) was
+	// forwarded after the last one that expects a reply. Its answers, if
+	// any (PostgreSQL's ParseComplete, rows of an Execute), are Partial
+	// frames that come before the next complete reply.
+	open bool
 
 	// Owned by the reply goroutine.
 	repFrame   l7.Frame
@@ -143,18 +148,26 @@ type session struct {
 	ph      int
 	pendBuf []byte
 	pendOff int
-	// headTag mirrors pend[ph].tag (noTag when empty) so that the reply
-	// goroutine checks it per reply without taking smu.
-	headTag atomic.Uint64
+	// headTag mirrors pend[ph].tag (noTag when empty) and headBefore
+	// pend[ph].before, so that the reply goroutine checks them per reply
+	// without taking smu.
+	headTag    atomic.Uint64
+	headBefore atomic.Bool
 }
 
 // pendingDenial is a denial reply that must follow the reply to request
 // number tag; its bytes end at pendBuf[end]. final marks the denial after
-// which a CloseOnDeny connection is closed.
+// which a CloseOnDeny connection is closed. before marks the denial of a
+// NoReply request that followed other NoReply requests: it goes just
+// before the next complete reply after reply number tag, after the
+// Partial frames that answer those requests (where PostgreSQL puts the
+// error of a statement in the middle of a pipeline: after the rows of the
+// statements before it, before the ReadyForQuery that answers Sync).
 type pendingDenial struct {
-	tag   uint64
-	end   int
-	final bool
+	tag    uint64
+	end    int
+	final  bool
+	before bool
 }
 
 // startL7 prepares s to carry protocol proto; it allocates what the
@@ -427,6 +440,7 @@ func (s *session) requests(buf []byte) (consumed, need int, err error) {
 			if !f.NoReply {
 				frames++
 			}
+			s.open = f.NoReply
 			s.pmu.Unlock()
 			off += n
 			continue
@@ -500,12 +514,15 @@ func (s *session) write(b []byte) error {
 // before them) for writeDenial. Otherwise it waits in the FIFO, after the
 // reply to the last request forwarded before it. A protocol whose Deny
 // appends nothing (a request its client expects no answer to) queues
-// nothing, unless the connection closes after it.
+// nothing, unless the connection closes after it. The reply to a NoReply
+// request forwarded after other NoReply requests (s.open) waits for the
+// next complete reply and goes just before it, after their answers.
 func (s *session) prepareDeny(f *l7.Frame, d enforce.Decision) (now bool, err error) {
 	reason := d.Reason.String()
 	if s.closeOnDeny {
 		s.closing.Store(true)
 	}
+	before := f.NoReply && s.open && !s.closeOnDeny
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.passing.Load() {
@@ -513,7 +530,7 @@ func (s *session) prepareDeny(f *l7.Frame, d enforce.Decision) (now bool, err er
 		// placed any more.
 		return false, errPassPending
 	}
-	if s.unordered || (s.replied == s.forwarded && s.ph == len(s.pend)) {
+	if s.unordered || (!before && s.replied == s.forwarded && s.ph == len(s.pend)) {
 		out := s.reqScratch[:0]
 		if s.ph < len(s.pend) {
 			// Unordered with denials still queued: they go first.
@@ -523,19 +540,26 @@ func (s *session) prepareDeny(f *l7.Frame, d enforce.Decision) (now bool, err er
 		s.reqScratch = s.proto.Deny(out, f, reason)
 		return true, nil
 	}
-	before := len(s.pendBuf)
+	had := len(s.pendBuf)
 	s.pendBuf = s.proto.Deny(s.pendBuf, f, reason)
-	if len(s.pendBuf) == before && !s.closeOnDeny {
+	if len(s.pendBuf) == had && !s.closeOnDeny {
 		return false, nil
 	}
 	if len(s.pendBuf)-s.pendOff > s.maxMsg {
 		return false, errDenials
 	}
-	s.pend = append(s.pend, pendingDenial{tag: s.forwarded, end: len(s.pendBuf), final: s.closeOnDeny})
+	s.pend = append(s.pend, pendingDenial{tag: s.forwarded, end: len(s.pendBuf), final: s.closeOnDeny, before: before})
 	if s.ph == len(s.pend)-1 {
-		s.headTag.Store(s.forwarded)
+		s.setHead(s.pend[s.ph])
 	}
 	return false, nil
+}
+
+// setHead mirrors the head of the denial FIFO for the reply goroutine; smu
+// must be held.
+func (s *session) setHead(d pendingDenial) {
+	s.headBefore.Store(d.before)
+	s.headTag.Store(d.tag)
 }
 
 // writeDenial writes the deny replies prepareDeny left in reqScratch to the
@@ -567,6 +591,7 @@ func (s *session) clearPending() {
 	s.pendBuf = s.pendBuf[:0]
 	s.pendOff = 0
 	s.headTag.Store(noTag)
+	s.headBefore.Store(false)
 }
 
 // replies forwards the complete replies at the front of buf to the client,
@@ -577,9 +602,9 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 	f := &s.repFrame
 	var off, start, k int
 	for off < len(buf) {
-		if k > 0 && s.headTag.Load() <= s.replied+uint64(k) {
+		if k > 0 && !s.headBefore.Load() && s.headTag.Load() <= s.replied+uint64(k) {
 			// A denial follows the reply that ends here.
-			if cerr := s.commit(buf[start:off], k); cerr != nil {
+			if cerr := s.commit(buf[start:off], k, false); cerr != nil {
 				return off, 0, cerr
 			}
 			start, k = off, 0
@@ -607,6 +632,13 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 		switch op {
 		case l7.OpFrame:
 			if !partial {
+				if s.headBefore.Load() && s.headTag.Load() <= s.replied+uint64(k) {
+					// A denial goes just before this reply.
+					if cerr := s.commit(buf[start:off], k, true); cerr != nil {
+						return off, 0, cerr
+					}
+					start, k = off, 0
+				}
 				k++
 			}
 			if unordered {
@@ -626,7 +658,7 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 		}
 		off += n
 	}
-	if cerr := s.commit(buf[start:off], k); cerr != nil {
+	if cerr := s.commit(buf[start:off], k, false); cerr != nil {
 		return off, 0, cerr
 	}
 	return off, need, err
@@ -642,10 +674,11 @@ func (s *session) markUnordered() {
 
 // commit writes b (k complete replies and skipped or partial frames) to the
 // client, counts the replies, then writes the denials that were waiting for
-// them. After the final denial of a CloseOnDeny connection it returns
-// errFinal.
-func (s *session) commit(b []byte, k int) error {
-	if len(b) == 0 && k == 0 {
+// them; with before, a complete reply follows b, and the denials that go
+// just before it are written too. After the final denial of a CloseOnDeny
+// connection it returns errFinal.
+func (s *session) commit(b []byte, k int, before bool) error {
+	if len(b) == 0 && k == 0 && !before {
 		return nil
 	}
 	s.wmu.Lock()
@@ -659,25 +692,30 @@ func (s *session) commit(b []byte, k int) error {
 		}
 		s.bytesOut.Add(float64(len(b)))
 	}
-	if k == 0 {
+	if k == 0 && !before {
 		return nil
 	}
 	s.smu.Lock()
 	s.replied += uint64(k)
 	out := s.repScratch[:0]
 	final := false
-	if s.ph < len(s.pend) && s.pend[s.ph].tag <= s.replied {
-		for s.ph < len(s.pend) && s.pend[s.ph].tag <= s.replied {
-			final = final || s.pend[s.ph].final
-			s.ph++
+	first := s.ph
+	for s.ph < len(s.pend) {
+		d := &s.pend[s.ph]
+		if d.tag > s.replied || (d.before && !before) {
+			break
 		}
+		final = final || d.final
+		s.ph++
+	}
+	if s.ph > first {
 		end := s.pend[s.ph-1].end
 		out = append(out, s.pendBuf[s.pendOff:end]...)
 		s.pendOff = end
 		if s.ph == len(s.pend) {
 			s.clearPending()
 		} else {
-			s.headTag.Store(s.pend[s.ph].tag)
+			s.setHead(s.pend[s.ph])
 		}
 	}
 	s.smu.Unlock()

@@ -413,6 +413,10 @@ func TestFlowsAndViolations(t *testing.T) {
 		Direction: "ingress", SrcIP: "198.18.0.3", SrcSegment: "demo/cart", DstIP: "198.18.0.4", DstSegment: "demo/redis",
 		DstPort: 6379, Protocol: "redis", Verb: "config", Sub: "set", Verdict: "deny", Mode: "protect",
 		Reason: "no rule", Count: 2, FirstSeen: now.Add(-time.Minute), LastSeen: now.Add(-5 * time.Second),
+	}, {
+		Direction: "ingress", SrcIP: "198.18.0.3", SrcSegment: "demo/web", DstIP: "198.18.0.5", DstSegment: "demo/api",
+		DstPort: 80, Protocol: "http", Verb: "GET", Resource: "/admin", Aux: "api.example", Verdict: "deny", Mode: "protect",
+		Reason: "l7_not_allowed", Count: 1, FirstSeen: now.Add(-time.Minute), LastSeen: now.Add(-5 * time.Second),
 	}}
 	code, out, _ := run(t, srv, "", "violations", "-n", "demo", "--limit", "5")
 	if code != 0 {
@@ -421,7 +425,8 @@ func TestFlowsAndViolations(t *testing.T) {
 	if got := f.lastRequest(); got != "GET /v1/violations?limit=5&segment=demo" {
 		t.Errorf("request %q", got)
 	}
-	for _, want := range []string{"REASON", "demo/cart (198.18.0.3)", "demo/redis (198.18.0.4:6379)", "config set", "deny", "no rule", "5s"} {
+	for _, want := range []string{"REASON", "L7", "demo/cart (198.18.0.3)", "demo/redis (198.18.0.4:6379)", "config set", "deny", "no rule", "5s",
+		"GET /admin (api.example)", "l7_not_allowed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("violations lack %q:\n%s", want, out)
 		}
@@ -435,7 +440,7 @@ func TestFlowsAndViolations(t *testing.T) {
 		t.Errorf("flows -A: request %q", got)
 	}
 	var recs []FlowRecord
-	if err := json.Unmarshal([]byte(out), &recs); err != nil || len(recs) != 1 || recs[0].Sub != "set" {
+	if err := json.Unmarshal([]byte(out), &recs); err != nil || len(recs) != 2 || recs[0].Sub != "set" || recs[1].Resource != "/admin" || recs[1].Aux != "api.example" {
 		t.Errorf("flows -o json = %q (%v)", out, err)
 	}
 	f.flows = nil
@@ -444,6 +449,28 @@ func TestFlowsAndViolations(t *testing.T) {
 	}
 	if code, _, _ := run(t, srv, "", "flows", "--limit", "-1"); code != 1 {
 		t.Errorf("--limit -1: exit %d", code)
+	}
+}
+
+func TestL7Detail(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rec  FlowRecord
+		want string
+	}{
+		"connection":     {FlowRecord{Protocol: "tcp"}, ""},
+		"redis":          {FlowRecord{Verb: "GET"}, "GET"},
+		"redis sub":      {FlowRecord{Verb: "CONFIG", Sub: "SET"}, "CONFIG SET"},
+		"http":           {FlowRecord{Verb: "GET", Resource: "/users/{id}", Aux: "api.example"}, "GET /users/{id} (api.example)"},
+		"http, no host":  {FlowRecord{Verb: "POST", Resource: "/form"}, "POST /form"},
+		"tls":            {FlowRecord{Verb: "CLIENT_HELLO", Resource: "api.example.test", Aux: "h2"}, "CLIENT_HELLO api.example.test (h2)"},
+		"tls, no sni":    {FlowRecord{Verb: "CLIENT_HELLO"}, "CLIENT_HELLO"},
+		"more":           {FlowRecord{Verb: "SELECT", Resource: "orders", MoreResources: []string{"items", "..."}, Aux: "shop"}, "SELECT orders,items,... (shop)"},
+		"escape control": {FlowRecord{Verb: "GET", Resource: "/a\x1b[31mred\x7f\u0085"}, `GET /a\x1b[31mred\x7f\u0085`},
+		"escape bytes":   {FlowRecord{Verb: "get", Resource: "k\xff\xfe", Aux: "caf\u00e9"}, `get k\xff\xfe (café)`},
+	} {
+		if got := l7Detail(tc.rec); got != tc.want {
+			t.Errorf("%s: l7Detail = %q, want %q", name, got, tc.want)
+		}
 	}
 }
 

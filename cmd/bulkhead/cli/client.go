@@ -83,24 +83,30 @@ func (s Segment) Key() string { return s.Namespace + "/" + s.Name }
 // FlowRecord is one aggregated flow or violation of GET /v1/flows and
 // GET /v1/violations.
 type FlowRecord struct {
-	Direction  string    `json:"direction"`
-	SrcIP      string    `json:"srcIP"`
-	SrcSegment string    `json:"srcSegment"`
-	DstIP      string    `json:"dstIP"`
-	DstSegment string    `json:"dstSegment"`
-	DstPort    int       `json:"dstPort"`
-	Protocol   string    `json:"protocol"`
-	Verb       string    `json:"verb"`
-	Sub        string    `json:"sub"`
-	Verdict    string    `json:"verdict"`
-	Mode       string    `json:"mode"`
-	Rule       string    `json:"rule"`
-	Reason     string    `json:"reason"`
-	Count      uint64    `json:"count"`
-	Bytes      uint64    `json:"bytes"`
-	FirstSeen  time.Time `json:"firstSeen"`
-	LastSeen   time.Time `json:"lastSeen"`
-	Node       string    `json:"node"`
+	Direction  string `json:"direction"`
+	SrcIP      string `json:"srcIP"`
+	SrcSegment string `json:"srcSegment"`
+	DstIP      string `json:"dstIP"`
+	DstSegment string `json:"dstSegment"`
+	DstPort    int    `json:"dstPort"`
+	Protocol   string `json:"protocol"`
+	Verb       string `json:"verb"`
+	Sub        string `json:"sub"`
+	// Resource, Aux and MoreResources are the message's L7 detail (HTTP
+	// path and host, TLS server name and ALPN, SQL tables and database…;
+	// never Redis keys).
+	Resource      string    `json:"resource"`
+	Aux           string    `json:"aux"`
+	MoreResources []string  `json:"moreResources,omitempty"`
+	Verdict       string    `json:"verdict"`
+	Mode          string    `json:"mode"`
+	Rule          string    `json:"rule"`
+	Reason        string    `json:"reason"`
+	Count         uint64    `json:"count"`
+	Bytes         uint64    `json:"bytes"`
+	FirstSeen     time.Time `json:"firstSeen"`
+	LastSeen      time.Time `json:"lastSeen"`
+	Node          string    `json:"node"`
 }
 
 // ProxyStatus is one xDS node of GET /v1/proxies.

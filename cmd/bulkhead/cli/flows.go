@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -60,18 +62,14 @@ func flowsCommand(g *Globals, violations bool) *cobra.Command {
 }
 
 func flowRows(t *table, recs []FlowRecord, violations bool) {
-	h := []string{"LAST SEEN", "DIRECTION", "SOURCE", "DESTINATION", "PROTOCOL", "COMMAND", "VERDICT", "MODE", "RULE", "COUNT"}
+	h := []string{"LAST SEEN", "DIRECTION", "SOURCE", "DESTINATION", "PROTOCOL", "L7", "VERDICT", "MODE", "RULE", "COUNT"}
 	if violations {
 		h = append(h, "REASON")
 	}
 	t.rows = append(t.rows, h)
 	for _, r := range recs {
-		cmd := r.Verb
-		if r.Sub != "" {
-			cmd += " " + r.Sub
-		}
 		row := []any{r.LastSeen, r.Direction, endpoint(r.SrcSegment, r.SrcIP, 0), endpoint(r.DstSegment, r.DstIP, r.DstPort),
-			r.Protocol, cmd, r.Verdict, r.Mode, r.Rule, r.Count}
+			r.Protocol, l7Detail(r), r.Verdict, r.Mode, r.Rule, r.Count}
 		if violations {
 			row = append(row, r.Reason)
 		}
@@ -80,6 +78,54 @@ func flowRows(t *table, recs []FlowRecord, violations bool) {
 	t.empty = "No flows found."
 	if violations {
 		t.empty = "No violations found."
+	}
+}
+
+// l7Detail is a record's message in one cell, the same for every protocol:
+// verb, sub-command, resources (comma-separated) and aux in parentheses —
+// "GET /users/{id} (api.example)", "CONFIG SET" (Redis keys are never
+// reported), "CLIENT_HELLO api.example.test (h2)", "SELECT orders,items
+// (shop)". Empty for a connection-level (L4) record. The values come from
+// the network: control characters are escaped so that they cannot drive
+// the operator's terminal.
+func l7Detail(r FlowRecord) string {
+	var b strings.Builder
+	word := func(s string) {
+		if s == "" {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		writeEscaped(&b, s)
+	}
+	word(r.Verb)
+	word(r.Sub)
+	if r.Resource != "" || len(r.MoreResources) > 0 {
+		word(strings.Join(append([]string{r.Resource}, r.MoreResources...), ","))
+	}
+	if r.Aux != "" {
+		word("(" + r.Aux + ")")
+	}
+	return b.String()
+}
+
+// writeEscaped writes s with control characters (C0, DEL, C1) and bytes
+// that are not UTF-8 escaped: \xNN for a byte, \uNNNN for a C1 control.
+func writeEscaped(b *strings.Builder, s string) {
+	for len(s) > 0 {
+		c, n := utf8.DecodeRuneInString(s)
+		switch {
+		case c == utf8.RuneError && n == 1:
+			fmt.Fprintf(b, "\\x%02x", s[0])
+		case c < 0x80 && unicode.IsControl(c):
+			fmt.Fprintf(b, "\\x%02x", c)
+		case unicode.IsControl(c):
+			fmt.Fprintf(b, "\\u%04x", c)
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
 	}
 }
 
