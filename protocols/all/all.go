@@ -6,6 +6,7 @@ package all
 import (
 	"github.com/bulkhead-io/bulkhead/protocols/dns"
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
+	"github.com/bulkhead-io/bulkhead/protocols/kafka"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
 	"github.com/bulkhead-io/bulkhead/protocols/mysql"
@@ -25,6 +26,7 @@ func Protocols() []l7.Protocol {
 		tls.Protocol(),
 		postgres.Protocol(),
 		mysql.Protocol(),
+		kafka.Protocol(),
 		dns.Protocol(),
 	}
 }
