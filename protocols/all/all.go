@@ -9,6 +9,7 @@ import (
 	"github.com/bulkhead-io/bulkhead/protocols/kafka"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
+	"github.com/bulkhead-io/bulkhead/protocols/mongodb"
 	"github.com/bulkhead-io/bulkhead/protocols/mysql"
 	"github.com/bulkhead-io/bulkhead/protocols/postgres"
 	"github.com/bulkhead-io/bulkhead/protocols/redis"
@@ -27,6 +28,7 @@ func Protocols() []l7.Protocol {
 		postgres.Protocol(),
 		mysql.Protocol(),
 		kafka.Protocol(),
+		mongodb.Protocol(),
 		dns.Protocol(),
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // KnownProtocols lists the protocol names a PortProtocol may carry. The data
 // plane's protocols/all must cover every name here but "tcp".
-var KnownProtocols = []string{ProtocolTCP, ProtocolRedis, ProtocolHTTP, ProtocolTLS, ProtocolMemcached, ProtocolPostgres, ProtocolDNS, ProtocolMySQL, ProtocolKafka}
+var KnownProtocols = []string{ProtocolTCP, ProtocolRedis, ProtocolHTTP, ProtocolTLS, ProtocolMemcached, ProtocolPostgres, ProtocolDNS, ProtocolMySQL, ProtocolKafka, ProtocolMongoDB}
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
