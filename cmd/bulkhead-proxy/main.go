@@ -1,12 +1,15 @@
 // Command bulkhead-proxy is Bulkhead's transparent sidecar proxy. "run" (the
-// default) enforces the workload's policy on inbound traffic; "init" installs
-// the redirect of inbound TCP to the proxy and "cleanup" removes it.
+// default) enforces the workload's policy on inbound traffic (and, with
+// --outbound, on its outbound TCP and DNS); "init" installs the redirect of
+// inbound TCP (with --outbound, of outbound TCP and UDP/53 too) to the proxy
+// and "cleanup" removes it.
 package main
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/bulkhead-io/bulkhead/dataplane/agent"
 	"github.com/bulkhead-io/bulkhead/dataplane/capture"
+	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
 )
 
 func main() {
@@ -59,28 +63,56 @@ func root() *cobra.Command {
 		f.StringVar(&cfg.CacheDir, "cache-dir", agent.DefaultCacheDir, `directory of the last good configuration ("-": none)`)
 		f.DurationVar(&cfg.ReportInterval, "report-interval", agent.DefaultReportInterval, "how often flows are reported")
 		f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+		f.IntVar(&cfg.Limits.MaxConns, "max-conns", 0, "most connections proxied at once (0: the proxy's default, 8192)")
+		f.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+		f.BoolVar(&cfg.Outbound.Enabled, "outbound", false, "also proxy outbound TCP and DNS (the targets of init --outbound)")
+		f.StringVar(&cfg.Outbound.Addr, "outbound-addr", agent.DefaultOutboundAddr, "outbound listener")
+		f.StringSliceVar(&cfg.Outbound.DNSAddrs, "dns-addrs", nil, "DNS proxy sockets (default 127.0.0.1:15053 and [::1]:15053)")
+		f.StringVar(&cfg.Outbound.DNSUpstream, "dns-upstream", "", "nameserver DNS queries go to (default: the first of /etc/resolv.conf)")
+		f.Uint32Var(&cfg.Outbound.Mark, "mark", capture.DefaultMark, "SO_MARK of the proxy's own sockets (as init --mark; needs CAP_NET_ADMIN)")
+		f.DurationVar(&cfg.Outbound.Names.MinTTL, "dns-min-ttl", enforce.DefaultMinNameTTL, "least time a name learned from a DNS answer covers its addresses")
 	}
 
 	var ic capture.Config
+	var outbound bool
+	var outExclude []uint
+	var outExcludeNets []string
 	var proxyPort uint16
 	var exclude []uint
 	initCmd := &cobra.Command{
 		Use:   "init",
-		Short: "Redirect inbound TCP to the proxy (iptables; needs NET_ADMIN)",
+		Short: "Redirect inbound TCP (and outbound TCP and DNS) to the proxy (iptables; needs NET_ADMIN)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			ic.ProxyPort = proxyPort
-			for _, p := range exclude {
-				if p == 0 || p > 65535 {
-					return fmt.Errorf("--exclude-ports: %d is not a port", p)
+			if ic.ExcludePorts, err = ports("--exclude-ports", exclude); err != nil {
+				return err
+			}
+			if !outbound {
+				ic.Outbound = capture.Outbound{}
+				return capture.Install(cmd.Context(), ic)
+			}
+			if ic.Outbound.ExcludePorts, err = ports("--outbound-exclude-ports", outExclude); err != nil {
+				return err
+			}
+			for _, s := range outExcludeNets {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					return fmt.Errorf("--outbound-exclude-cidrs: %w", err)
 				}
-				ic.ExcludePorts = append(ic.ExcludePorts, uint16(p))
+				ic.Outbound.ExcludeDestinations = append(ic.Outbound.ExcludeDestinations, p)
 			}
 			return capture.Install(cmd.Context(), ic)
 		},
 	}
 	initCmd.Flags().Uint16Var(&proxyPort, "proxy-port", 15006, "the proxy's inbound port")
 	initCmd.Flags().UintSliceVar(&exclude, "exclude-ports", []uint{15090}, "inbound ports not redirected (keep the admin port in the list)")
+	initCmd.Flags().BoolVar(&outbound, "outbound", false, "also redirect outbound TCP and UDP/53 (the proxy's own marked traffic and loopback excepted)")
+	initCmd.Flags().Uint16Var(&ic.Outbound.Port, "outbound-port", capture.DefaultOutboundPort, "the proxy's outbound port (0: outbound TCP not redirected)")
+	initCmd.Flags().Uint16Var(&ic.Outbound.DNSPort, "dns-port", capture.DefaultDNSPort, "the proxy's DNS port (0: UDP/53 not redirected)")
+	initCmd.Flags().Uint32Var(&ic.Outbound.Mark, "mark", capture.DefaultMark, "SO_MARK of the proxy's own sockets, not redirected")
+	initCmd.Flags().UintSliceVar(&outExclude, "outbound-exclude-ports", nil, "outbound TCP ports not redirected")
+	initCmd.Flags().StringSliceVar(&outExcludeNets, "outbound-exclude-cidrs", nil, "outbound destinations not redirected (CIDRs)")
 	cleanup := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove the redirect installed by init",
@@ -89,4 +121,16 @@ func root() *cobra.Command {
 	}
 	root.AddCommand(run, initCmd, cleanup)
 	return root
+}
+
+// ports converts a port list flag.
+func ports(flag string, in []uint) ([]uint16, error) {
+	out := make([]uint16, 0, len(in))
+	for _, p := range in {
+		if p == 0 || p > 65535 {
+			return nil, fmt.Errorf("%s: %d is not a port", flag, p)
+		}
+		out = append(out, uint16(p))
+	}
+	return out, nil
 }

@@ -288,9 +288,12 @@ func compileRules(ns, name string, rules []v1alpha1.Rule) []*bulkheadv1.Rule {
 	return out
 }
 
-// compilePeer resolves a validated peer of a policy of namespace ns.
+// compilePeer resolves a validated peer of a policy of namespace ns. An FQDN
+// is lower case without a final dot.
 func compilePeer(ns string, pe v1alpha1.Peer) *bulkheadv1.Peer {
 	switch {
+	case pe.FQDN != "":
+		return &bulkheadv1.Peer{Peer: &bulkheadv1.Peer_Fqdn{Fqdn: strings.TrimSuffix(strings.ToLower(pe.FQDN), ".")}}
 	case pe.CIDR != "":
 		cidr := pe.CIDR
 		if p, err := netip.ParsePrefix(cidr); err == nil {

@@ -68,6 +68,7 @@ type Server struct {
 	log      *slog.Logger
 	maxBatch int
 	metrics  *metrics
+	sinks    []Sink // see sink.go
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Start when its context ends
@@ -191,6 +192,9 @@ func (s *Server) batch(b *bulkheadv1.FlowBatch, sum *bulkheadv1.ReportSummary) e
 	}
 
 	s.rec.Record(node, flows)
+	for _, k := range s.sinks {
+		k.Add(node, flows)
+	}
 	if s.learner != nil {
 		s.learner.Observe(node, flows)
 	}

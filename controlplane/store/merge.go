@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
@@ -55,6 +56,35 @@ func (s *Store) MergeLearned(ns, name string, dir Direction, rules []v1alpha1.Ru
 	} else {
 		p = newPolicy(ns, name)
 	}
+	mergeLearned(p, dir, rules, s.log)
+	if err := p.Validate(); err != nil {
+		return false, fmt.Errorf("merge learned rules into %s: %w", key, err)
+	}
+	changed, err := s.put(key, p)
+	if err != nil {
+		return false, fmt.Errorf("merge learned rules into %s: %w", key, err)
+	}
+	return changed, nil
+}
+
+// MergeLearnedInto merges learned rules into direction dir of p in place,
+// exactly as Store.MergeLearned does (same naming, uniting, limits), and
+// validates the result. It is for stores kept elsewhere (the Kubernetes
+// API: controlplane/k8s); p is changed even when the result is invalid.
+func MergeLearnedInto(p *v1alpha1.SegmentPolicy, dir Direction, rules []v1alpha1.Rule, log *slog.Logger) error {
+	if dir != Ingress && dir != Egress {
+		return fmt.Errorf("merge learned rules into %s/%s: bad direction %v", p.Namespace, p.Name, dir)
+	}
+	mergeLearned(p, dir, rules, log)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("merge learned rules into %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}
+
+// mergeLearned is MergeLearned's merge of rules into p, unvalidated.
+func mergeLearned(p *v1alpha1.SegmentPolicy, dir Direction, rules []v1alpha1.Rule, log *slog.Logger) {
+	key := p.Namespace + "/" + p.Name
 	list := &p.Spec.Ingress
 	if dir == Egress {
 		list = &p.Spec.Egress
@@ -75,7 +105,7 @@ func (s *Store) MergeLearned(ns, name string, dir Direction, rules []v1alpha1.Ru
 			r.Name += LearnedSuffix
 			at = findRule(*list, r.Name)
 			if at >= 0 && (*list)[at].Origin != v1alpha1.OriginLearned {
-				s.log.Debug("store: learned rule shadowed by user rules", "policy", key, "rule", r.Name)
+				log.Debug("store: learned rule shadowed by user rules", "policy", key, "rule", r.Name)
 				continue
 			}
 		}
@@ -91,23 +121,15 @@ func (s *Store) MergeLearned(ns, name string, dir Direction, rules []v1alpha1.Ru
 		unite(&(*list)[at], &r)
 	}
 	if full > 0 {
-		s.log.Warn("store: learned rules left out: the policy has as many rules as it may", "policy", key, "direction", dir, "rules", full, "max", v1alpha1.MaxRules)
+		log.Warn("store: learned rules left out: the policy has as many rules as it may", "policy", key, "direction", dir, "rules", full, "max", v1alpha1.MaxRules)
 	}
 	for i := range *list {
 		if r := &(*list)[i]; touched[r.Name] {
 			if tidy(r) {
-				s.log.Info("store: learned rule allows any path: too many to keep", "policy", key, "rule", r.Name)
+				log.Info("store: learned rule allows any path: too many to keep", "policy", key, "rule", r.Name)
 			}
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return false, fmt.Errorf("merge learned rules into %s: %w", key, err)
-	}
-	changed, err := s.put(key, p)
-	if err != nil {
-		return false, fmt.Errorf("merge learned rules into %s: %w", key, err)
-	}
-	return changed, nil
 }
 
 func findRule(rules []v1alpha1.Rule, name string) int {

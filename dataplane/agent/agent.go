@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"sort"
 	"sync"
@@ -68,9 +69,15 @@ type Config struct {
 	Limits proxy.Limits
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
+	// Pprof serves net/http/pprof's /debug/pprof/ on the admin address
+	// (profiling; off by default: profiles reveal internals).
+	Pprof bool
 	// OriginalDst is passed to the proxy (proxy.Config.OriginalDst): nil
 	// in production (SO_ORIGINAL_DST); tests without iptables set it.
 	OriginalDst func(*net.TCPConn) (netip.AddrPort, error)
+	// Outbound, when set, also runs the outbound proxy and the DNS proxy
+	// (see Outbound): the targets of `bulkhead-proxy init --outbound`.
+	Outbound Outbound
 }
 
 func (c Config) withDefaults() Config {
@@ -98,6 +105,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Outbound = c.Outbound.withDefaults()
 	return c
 }
 
@@ -132,25 +140,33 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = inbound.Close()
 		return fmt.Errorf("agent: listen on admin address %s: %w", cfg.AdminAddr, err)
 	}
-	cc, err := grpc.NewClient(cfg.XDSAddr,
+	target, dialOpts := controlPlaneDial(cfg)
+	cc, err := grpc.NewClient(target, append(dialOpts,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Reconnect about as eagerly as the xDS client retries (grpc's
 		// default backoff grows to two minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 15 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
-		}))
+		}))...)
 	if err != nil {
 		_ = inbound.Close()
 		_ = admin.Close()
 		return fmt.Errorf("agent: control plane client for %s: %w", cfg.XDSAddr, err)
 	}
 	defer cc.Close()
+	out, err := a.startOutbound(ctx)
+	if err != nil {
+		_ = inbound.Close()
+		_ = admin.Close()
+		return err
+	}
 
 	xc, err := xdsclient.New(xdsclient.Config{Conn: cc, Node: cfg.Node, CacheDir: cfg.CacheDir, Apply: a.apply}, log)
 	if err != nil {
 		_ = inbound.Close()
 		_ = admin.Close()
+		out.close()
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.xds = xc
@@ -179,6 +195,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return xc.Start(gctx) })
 	g.Go(func() error { return rep.Start(gctx) })
 	g.Go(func() error { return px.Start(gctx) })
+	out.run(g, gctx, agg)
 	g.Go(func() error {
 		if err := srv.Serve(admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("agent: admin server: %w", err)
@@ -315,6 +332,7 @@ func modeName(m bulkheadv1.Mode) string {
 //   - /readyz: 200 once a policy is loaded, so that the pod receives traffic
 //     only when the proxy can judge it.
 //   - /debug/policy: a JSON Summary of the policy in force (404 when none).
+//   - /debug/pprof/: net/http/pprof, when Config.Pprof is set.
 func (a *agent) handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	prom := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
@@ -347,6 +365,13 @@ func (a *agent) handler(g prometheus.Gatherer) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(&out)
 	})
+	if a.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

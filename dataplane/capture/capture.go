@@ -14,6 +14,21 @@ import (
 // Chain is the nat chain that holds the inbound redirect.
 const Chain = "BULKHEAD_INBOUND"
 
+// OutboundChain is the nat chain that holds the outbound redirect.
+const OutboundChain = "BULKHEAD_OUTBOUND"
+
+// Defaults of the outbound capture (bulkhead-proxy init --outbound).
+const (
+	// DefaultOutboundPort is the proxy's outbound listener.
+	DefaultOutboundPort = 15001
+	// DefaultDNSPort is the proxy's DNS port (UDP).
+	DefaultDNSPort = 15053
+	// DefaultMark is the SO_MARK of the proxy's own sockets. Packets of a
+	// socket with this exact mark are not redirected; it needs no extra
+	// user in the pod, but setting SO_MARK needs CAP_NET_ADMIN.
+	DefaultMark = 0xb4d
+)
+
 // maxExcludes bounds ExcludePorts and ExcludeSources.
 const maxExcludes = 256
 
@@ -27,7 +42,38 @@ type Config struct {
 	// ExcludeSources are source address blocks not redirected. Optional;
 	// IPv4 blocks go into iptables, IPv6 blocks into ip6tables.
 	ExcludeSources []netip.Prefix
+	// Outbound captures the workload's outbound traffic too. The zero
+	// value captures none (inbound only), and Install then removes an
+	// outbound capture left by an earlier Install.
+	Outbound Outbound
 }
+
+// Outbound says where the workload's outbound traffic goes: new TCP
+// connections to the proxy's outbound listener, DNS over UDP to its DNS
+// port. The proxy's own sockets carry Mark and are left alone, as are
+// loopback, excluded ports and excluded destinations (the control plane's
+// address, when the proxy does not mark its control-plane connection).
+type Outbound struct {
+	// Port is the proxy's outbound TCP listener (DefaultOutboundPort).
+	// 0: outbound TCP is not captured.
+	Port uint16
+	// DNSPort is the proxy's DNS port (DefaultDNSPort): UDP to port 53
+	// goes there. 0: DNS over UDP is not captured. (DNS over TCP is
+	// outbound TCP.)
+	DNSPort uint16
+	// Mark is the SO_MARK of the proxy's own sockets (DefaultMark);
+	// packets with exactly this mark are not redirected. Required when
+	// Port or DNSPort is set.
+	Mark uint32
+	// ExcludePorts are TCP destination ports not redirected.
+	ExcludePorts []uint16
+	// ExcludeDestinations are destination address blocks not redirected
+	// (TCP and DNS).
+	ExcludeDestinations []netip.Prefix
+}
+
+// Enabled reports whether anything outbound is captured.
+func (o *Outbound) Enabled() bool { return o.Port != 0 || o.DNSPort != 0 }
 
 // Validate reports what makes the configuration unusable.
 func (c *Config) Validate() error {
@@ -50,6 +96,37 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("capture: config: invalid excluded source %v", p)
 		}
 	}
+	return c.Outbound.validate(c.ProxyPort)
+}
+
+func (o *Outbound) validate(inbound uint16) error {
+	if !o.Enabled() {
+		if o.Mark != 0 || len(o.ExcludePorts) > 0 || len(o.ExcludeDestinations) > 0 {
+			return errors.New("capture: config: outbound exclusions or mark without an outbound or DNS port")
+		}
+		return nil
+	}
+	if o.Mark == 0 {
+		return errors.New("capture: config: outbound capture needs the proxy's mark (its own traffic would loop)")
+	}
+	for _, p := range []uint16{o.Port, o.DNSPort} {
+		if p != 0 && p == inbound {
+			return fmt.Errorf("capture: config: outbound port %d is the inbound proxy port", p)
+		}
+	}
+	if len(o.ExcludePorts) > maxExcludes || len(o.ExcludeDestinations) > maxExcludes {
+		return fmt.Errorf("capture: config: more than %d outbound exclusions", maxExcludes)
+	}
+	for _, p := range o.ExcludePorts {
+		if p == 0 {
+			return errors.New("capture: config: excluded outbound port 0")
+		}
+	}
+	for _, p := range o.ExcludeDestinations {
+		if !p.IsValid() {
+			return fmt.Errorf("capture: config: invalid excluded destination %v", p)
+		}
+	}
 	return nil
 }
 
@@ -68,8 +145,12 @@ var families = []family{
 // jump is the PREROUTING rule, without the -A/-C/-D verb.
 var jump = []string{"PREROUTING", "-p", "tcp", "-j", Chain}
 
+// outJump is the OUTPUT rule of the outbound chain.
+var outJump = []string{"OUTPUT", "-j", OutboundChain}
+
 // Install sets up the redirect in the current network namespace. It is
-// idempotent: the chain's content is replaced and the jump exists once.
+// idempotent: the chains' content is replaced and each jump exists once; an
+// outbound capture left by an earlier Install is removed when cfg has none.
 // IPv6 is skipped when ip6tables is missing or has no nat support.
 func Install(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
@@ -87,8 +168,8 @@ func Install(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// Remove deletes the jump and the chain from the current network namespace.
-// Absent rules are not an error.
+// Remove deletes the jumps and the chains (inbound and outbound) from the
+// current network namespace. Absent rules are not an error.
 func Remove(ctx context.Context) error {
 	for _, f := range families {
 		err := f.remove(ctx)
@@ -103,21 +184,41 @@ func Remove(ctx context.Context) error {
 }
 
 func (f family) install(ctx context.Context, cfg Config) error {
-	if _, err := run(ctx, chainRules(cfg, f.v6), f.restore, "-w", "--noflush"); err != nil {
+	if err := f.installChain(ctx, chainRules(cfg, f.v6), jump); err != nil {
 		return err
 	}
-	present, err := f.hasJump(ctx)
+	if !cfg.Outbound.Enabled() {
+		return f.removeChain(ctx, OutboundChain, outJump)
+	}
+	return f.installChain(ctx, outboundRules(cfg.Outbound, f.v6), outJump)
+}
+
+// installChain replaces a chain's content with rules (iptables-restore
+// input) and adds its jump j unless it is there.
+func (f family) installChain(ctx context.Context, rules string, j []string) error {
+	if _, err := run(ctx, rules, f.restore, "-w", "--noflush"); err != nil {
+		return err
+	}
+	present, err := f.hasJump(ctx, j)
 	if err != nil {
 		return err
 	}
 	if present {
 		return nil
 	}
-	_, err = run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-A"}, jump...)...)
+	_, err = run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-A"}, j...)...)
 	return err
 }
 
 func (f family) remove(ctx context.Context) error {
+	if err := f.removeChain(ctx, OutboundChain, outJump); err != nil {
+		return err
+	}
+	return f.removeChain(ctx, Chain, jump)
+}
+
+// removeChain deletes every jump j and the chain.
+func (f family) removeChain(ctx context.Context, chain string, j []string) error {
 	// Read the nat table rather than probe with -S/-C: for an absent
 	// chain, iptables variants answer with different messages and codes.
 	out, err := run(ctx, "", f.name, "-w", "-t", "nat", "-S")
@@ -125,34 +226,34 @@ func (f family) remove(ctx context.Context) error {
 		return err
 	}
 	exists, jumps := false, 0
-	jumpRule := "-A " + strings.Join(jump, " ")
+	jumpRule := "-A " + strings.Join(j, " ")
 	for l := range strings.Lines(out) {
 		switch strings.TrimSpace(l) {
-		case "-N " + Chain:
+		case "-N " + chain:
 			exists = true
 		case jumpRule:
 			jumps++
 		}
 	}
 	for range jumps {
-		if _, err := run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-D"}, jump...)...); err != nil {
+		if _, err := run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-D"}, j...)...); err != nil {
 			return err
 		}
 	}
 	if !exists {
 		return nil
 	}
-	if _, err := run(ctx, "", f.name, "-w", "-t", "nat", "-F", Chain); err != nil {
+	if _, err := run(ctx, "", f.name, "-w", "-t", "nat", "-F", chain); err != nil {
 		return err
 	}
-	_, err = run(ctx, "", f.name, "-w", "-t", "nat", "-X", Chain)
+	_, err = run(ctx, "", f.name, "-w", "-t", "nat", "-X", chain)
 	return err
 }
 
-// hasJump reports whether PREROUTING jumps to the chain. `iptables -C`
-// exits 1 when the rule is not there.
-func (f family) hasJump(ctx context.Context) (bool, error) {
-	_, err := run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-C"}, jump...)...)
+// hasJump reports whether the jump rule j is there. `iptables -C` exits 1
+// when the rule is not there.
+func (f family) hasJump(ctx context.Context, j []string) (bool, error) {
+	_, err := run(ctx, "", f.name, append([]string{"-w", "-t", "nat", "-C"}, j...)...)
 	var ee *cmdError
 	if errors.As(err, &ee) && ee.exitCode == 1 {
 		return false, nil
@@ -175,6 +276,32 @@ func chainRules(cfg Config, v6 bool) string {
 		}
 	}
 	rule("-p tcp -j REDIRECT --to-ports " + strconv.Itoa(int(cfg.ProxyPort)))
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// outboundRules is the iptables-restore input that replaces the outbound
+// chain.
+func outboundRules(o Outbound, v6 bool) string {
+	var b strings.Builder
+	b.WriteString("*nat\n:" + OutboundChain + " - [0:0]\n-F " + OutboundChain + "\n")
+	rule := func(s string) { b.WriteString("-A " + OutboundChain + " " + s + "\n") }
+	rule("-m mark --mark 0x" + strconv.FormatUint(uint64(o.Mark), 16) + " -j RETURN")
+	rule("-o lo -j RETURN")
+	for _, p := range o.ExcludePorts {
+		rule("-p tcp --dport " + strconv.Itoa(int(p)) + " -j RETURN")
+	}
+	for _, p := range o.ExcludeDestinations {
+		if p.Addr().Unmap().Is4() != v6 {
+			rule("-d " + unmapPrefix(p).String() + " -j RETURN")
+		}
+	}
+	if o.DNSPort != 0 {
+		rule("-p udp --dport 53 -j REDIRECT --to-ports " + strconv.Itoa(int(o.DNSPort)))
+	}
+	if o.Port != 0 {
+		rule("-p tcp -j REDIRECT --to-ports " + strconv.Itoa(int(o.Port)))
+	}
 	b.WriteString("COMMIT\n")
 	return b.String()
 }

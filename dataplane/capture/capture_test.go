@@ -366,8 +366,20 @@ func testNetwork(t *testing.T) (proxy, peer netns.NsHandle) {
 }
 
 // bulkheadLines returns the lines of `<save> -t nat` in ns that mention
-// Bulkhead's chain.
+// Bulkhead's inbound chain.
 func bulkheadLines(t *testing.T, ns netns.NsHandle, save string) []string {
+	t.Helper()
+	var lines []string
+	for _, l := range natLines(t, ns, save) {
+		if strings.Contains(l, Chain) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// natLines returns the lines of `<save> -t nat` in ns, trimmed.
+func natLines(t *testing.T, ns netns.NsHandle, save string) []string {
 	t.Helper()
 	var out []byte
 	err := inNS(ns, func() (err error) {
@@ -379,9 +391,7 @@ func bulkheadLines(t *testing.T, ns netns.NsHandle, save string) []string {
 	}
 	var lines []string
 	for l := range strings.Lines(string(out)) {
-		if strings.Contains(l, Chain) {
-			lines = append(lines, strings.TrimSpace(l))
-		}
+		lines = append(lines, strings.TrimSpace(l))
 	}
 	return lines
 }

@@ -60,6 +60,7 @@ type rule struct {
 	segs  []string
 	nss   []string
 	cidrs []netip.Prefix
+	fqdns []string // egress only: "api.example.com", "*.example.com"
 	ports []rulePort
 	cmds  []command // the Redis matcher; used only when hasRedis
 	l7    []*l7Rule // the generic matcher; none: every message
@@ -68,8 +69,9 @@ type rule struct {
 }
 
 type rulePort struct {
-	port uint16
-	kind portKind // the rule's protocol on this port: which matcher applies
+	port  uint16
+	kind  portKind // the rule's protocol on this port: which matcher applies
+	proto string   // its name
 }
 
 // judge says what judges the rule's messages on a port of kind k.
@@ -169,7 +171,24 @@ func compile(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity, parsed []st
 	}
 	p.dirs[Ingress-1] = buildDir(in, p.ids, Ingress)
 	p.dirs[Egress-1] = buildDir(out, p.ids, Egress)
+	p.egressProtos = egressProtocols(out)
 	return p, nil
+}
+
+// egressProtocols maps each port named by an egress rule to the protocol the
+// rules give it, or "" when they give it several.
+func egressProtocols(rules []*rule) map[uint16]string {
+	m := map[uint16]string{}
+	for _, r := range rules {
+		for _, p := range r.ports {
+			if prev, ok := m[p.port]; ok && prev != p.proto {
+				m[p.port] = ""
+				continue
+			}
+			m[p.port] = p.proto
+		}
+	}
+	return m
 }
 
 // checkPort validates one Port: its number and protocol name.
@@ -247,8 +266,17 @@ func checkRules(pr *problems, protos protoSet, dir string, in []*bulkheadv1.Rule
 					continue
 				}
 				c.cidrs = append(c.cidrs, pfx)
+			case *bulkheadv1.Peer_Fqdn:
+				switch {
+				case dir != "egress":
+					pr.add(ppath+".fqdn", "fqdn peers are for egress rules only")
+				case !validFQDN(v.Fqdn):
+					pr.add(ppath+".fqdn", "%q is not a lower-case DNS name or \"*.suffix\" without a final dot", v.Fqdn)
+				default:
+					c.fqdns = append(c.fqdns, v.Fqdn)
+				}
 			default:
-				pr.add(ppath, "no segment, namespace or cidr set")
+				pr.add(ppath, "no segment, namespace, cidr or fqdn set")
 			}
 		}
 
@@ -258,7 +286,7 @@ func checkRules(pr *problems, protos protoSet, dir string, in []*bulkheadv1.Rule
 		anyRedis, anyParsed := false, false
 		for j, port := range r.GetPorts() {
 			ppath := fmt.Sprintf("%s.ports[%d]", path, j)
-			num, _, kind, ok := checkPort(pr, protos, ppath, port)
+			num, proto, kind, ok := checkPort(pr, protos, ppath, port)
 			if !ok {
 				continue
 			}
@@ -270,7 +298,7 @@ func checkRules(pr *problems, protos protoSet, dir string, in []*bulkheadv1.Rule
 				pr.add(ppath+".port", "port %d listed twice", num)
 				continue
 			}
-			c.ports = append(c.ports, rulePort{port: num, kind: kind})
+			c.ports = append(c.ports, rulePort{port: num, kind: kind, proto: proto})
 			anyRedis = anyRedis || kind == kindRedis
 			anyParsed = anyParsed || kind == kindParsed
 		}

@@ -22,6 +22,14 @@ type Conn struct {
 	namespace string // the peer's namespace, "" when unknown
 	port      uint16
 	dir       Direction
+
+	// FQDN peers (OutboundNamed): the names the destination stood for in
+	// the Names table when the connection opened, and the distinct
+	// matchers of the rules whose FQDN peers they match.
+	nnames uint8
+	nfm    uint8
+	names  [MaxNamesPerAddr]string
+	fm     [MaxNamesPerAddr]*matcher
 }
 
 // Inbound derives the Conn of a connection from src to the proxied
@@ -33,9 +41,57 @@ func (p *Policy) Inbound(src netip.Addr, port uint16) Conn {
 }
 
 // Outbound derives the Conn of a connection from the proxied workload to
-// dst:port, judged by the egress rules under the same mode.
+// dst:port, judged by the egress rules under the same mode. FQDN peers
+// match nothing: use OutboundNamed.
 func (p *Policy) Outbound(dst netip.Addr, port uint16) Conn {
 	return p.conn(Egress, dst, port)
+}
+
+// OutboundNamed is Outbound for a proxy that learns names: an egress rule
+// with an FQDN peer also admits dst when one of the names dst stands for in
+// names (unexpired, as the connection opens) matches the peer. The Conn
+// keeps those names for its life: a Refresh to a new Policy matches them
+// against its FQDN peers again, even after they expired in the table, so a
+// policy change does not cut open connections. A nil names is Outbound. It
+// allocates nothing.
+func (p *Policy) OutboundNamed(dst netip.Addr, port uint16, names *Names) Conn {
+	c := p.conn(Egress, dst, port)
+	if c.policy != nil && names != nil {
+		c.nnames = uint8(names.Lookup(c.peer.Unmap().WithZone(""), c.names[:]))
+		c.matchNames()
+	}
+	return c
+}
+
+// matchNames sets c.fm from c.names and c.policy's FQDN peers on c.port.
+func (c *Conn) matchNames() {
+	c.nfm = 0
+	t := c.policy.dirs[Egress-1].fqdn
+	if t == nil || c.nnames == 0 {
+		return
+	}
+	byPat := t.ports[c.port]
+	if byPat == nil {
+		return
+	}
+next:
+	for _, name := range c.names[:c.nnames] {
+		id := t.pattern(name)
+		if id < 0 || byPat[id] == nil {
+			continue
+		}
+		m := byPat[id]
+		if m == c.m {
+			continue // the class admits the same rules already
+		}
+		for _, have := range c.fm[:c.nfm] {
+			if have == m {
+				continue next
+			}
+		}
+		c.fm[c.nfm] = m
+		c.nfm++
+	}
 }
 
 func (p *Policy) conn(d Direction, peer netip.Addr, port uint16) Conn {
@@ -67,7 +123,12 @@ func (c *Conn) Refresh(p *Policy) {
 	if p == nil || p == c.policy || c.dir == 0 {
 		return
 	}
+	names, n := c.names, c.nnames
 	*c = p.conn(c.dir, c.peer, c.port)
+	if n > 0 && c.policy != nil {
+		c.names, c.nnames = names, n
+		c.matchNames()
+	}
 }
 
 // Connect judges the connection itself (L4): allowed when some rule admits
@@ -79,10 +140,16 @@ func (c *Conn) Connect() Decision {
 	if c.policy == nil {
 		return Protect.judge(NoRule)
 	}
-	if c.m == nil {
+	m := c.m
+	for _, f := range c.fm[:c.nfm] {
+		if m == nil || f.first < m.first {
+			m = f
+		}
+	}
+	if m == nil {
 		return c.policy.mode.judge(NoRule)
 	}
-	return Decision{Verdict: Allow, Rule: c.m.names[c.m.first]}
+	return Decision{Verdict: Allow, Rule: m.names[m.first]}
 }
 
 // Message judges one request frame (L7); f must not be nil. Replies
@@ -116,15 +183,26 @@ func (c *Conn) Message(f *l7.Frame) Decision {
 	if f.Dir != l7.DirRequest {
 		return Decision{Verdict: Allow}
 	}
-	m := c.m
-	if m == nil {
+	// The class's matcher and those of FQDN peers (usually none): the
+	// rules admitting the peer are their union.
+	var msBuf [1 + MaxNamesPerAddr]*matcher
+	ms := msBuf[:0]
+	if c.m != nil {
+		ms = append(ms, c.m)
+	}
+	ms = append(ms, c.fm[:c.nfm]...)
+	if len(ms) == 0 {
 		return c.policy.mode.judge(NoRule)
 	}
 	best := int32(noRank)
-	if m.open >= 0 {
-		best = m.open
+	parsed := false
+	for _, m := range ms {
+		if m.open >= 0 && m.open < best {
+			best = m.open
+		}
+		parsed = parsed || m.verbs != nil || m.l7 != nil
 	}
-	if m.verbs != nil || m.l7 != nil {
+	if parsed {
 		var vb, sb [l7.MaxVerb]byte
 		var verb, sub []byte
 		if n := len(f.Verb); n > 0 && n <= l7.MaxVerb {
@@ -133,25 +211,32 @@ func (c *Conn) Message(f *l7.Frame) Decision {
 		if n := len(f.Sub); n > 0 && n <= l7.MaxVerb {
 			sub = sb[:upperInto(sb[:], f.Sub)]
 		}
-		if m.verbs != nil && verb != nil {
-			if e, ok := m.verbs[string(verb)]; ok {
-				r := e.any
-				if e.subs != nil && sub != nil {
-					if s, ok := e.subs[string(sub)]; ok && (r < 0 || s < r) {
-						r = s
+		var xsBuf [1 + MaxNamesPerAddr]*l7Index
+		xs := xsBuf[:0]
+		for _, m := range ms {
+			if m.verbs != nil && verb != nil {
+				if e, ok := m.verbs[string(verb)]; ok {
+					r := e.any
+					if e.subs != nil && sub != nil {
+						if s, ok := e.subs[string(sub)]; ok && (r < 0 || s < r) {
+							r = s
+						}
+					}
+					if r >= 0 && r < best {
+						best = r
 					}
 				}
-				if r >= 0 && r < best {
-					best = r
-				}
+			}
+			if m.l7 != nil {
+				xs = append(xs, m.l7)
 			}
 		}
-		if m.l7 != nil {
-			best = m.l7.judge(f, verb, sub, best)
+		if len(xs) > 0 {
+			best = judgeL7(xs, f, verb, sub, best)
 		}
 	}
 	if best < noRank {
-		return Decision{Verdict: Allow, Rule: m.names[best]}
+		return Decision{Verdict: Allow, Rule: ms[0].names[best]}
 	}
 	return c.policy.mode.judge(L7)
 }

@@ -47,6 +47,25 @@
 // different protocols, a message is allowed by the matchers of any of them
 // (a Conn does not know which parser framed the message).
 //
+// # FQDN peers (egress)
+//
+// An egress rule's Peer.fqdn ("api.example.com", "*.example.com") admits a
+// destination address that a matching name resolved to. Which names an
+// address stands for changes with every DNS answer, so it is not in the
+// immutable Policy: the proxy keeps a Names table (a concurrent map from
+// address to at most MaxNamesPerAddr names with their expiry, bounded,
+// filled from the DNS answers it relays) and derives egress Conns with
+// OutboundNamed, which copies the destination's unexpired names into the
+// Conn (one read-locked map lookup, no allocation). Compile builds, per
+// port, one matcher per FQDN pattern for the rules of the patterns a name
+// matching it also matches (its "closure", see fqdn.go); the Conn adds the
+// matchers of its names (one exact lookup and one per distinct suffix length
+// per name) to its peer class's, and Connect and Message judge the union,
+// exactly as if those rules were in the class. The Conn keeps its names for
+// its life: Refresh re-matches them against the new Policy's FQDN peers
+// even after they expired in the table. Outbound (without a table) never
+// matches an FQDN peer.
+//
 // # Generic L7 matching
 //
 // A request is allowed when each resource it names (l7.Frame.Resource, then

@@ -336,8 +336,8 @@ func TestCompileRejects(t *testing.T) {
 		{"mapped CIDR shorter than /96", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) {
 			ing(pp).Peers[0] = cidrPeer("::ffff:198.18.0.0/80")
 		}, "mixes IPv4-mapped"},
-		{"peer oneof unset", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = &bulkheadv1.Peer{} }, "peers[0]: no segment, namespace or cidr set"},
-		{"nil peer", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = nil }, "peers[0]: no segment, namespace or cidr set"},
+		{"peer oneof unset", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = &bulkheadv1.Peer{} }, "peers[0]: no segment, namespace, cidr or fqdn set"},
+		{"nil peer", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = nil }, "peers[0]: no segment, namespace, cidr or fqdn set"},
 		{"peer segment without namespace", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = segPeer("cart") }, "peers[0].segment: \"cart\""},
 		{"empty peer namespace", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { ing(pp).Peers[0] = nsPeer("") }, "peers[0].namespace: \"\""},
 		{"empty rule name", func(pp *bulkheadv1.ProxyPolicy, _ *[]*bulkheadv1.Identity) { pp.Ingress[3].Name = "" }, "ingress[3].name: empty rule name"},

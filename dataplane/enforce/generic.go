@@ -41,9 +41,11 @@ func (r *resIdx) cover(sc *scratch, hasRes bool, cur int32) int32 {
 	return cur
 }
 
-// judge returns the lowest rank below cur of a rule whose L7Rules allow the
-// request f, or cur. verb and sub are f's, upper-cased, or nil when empty
-// or longer than l7.MaxVerb.
+// judgeL7 returns the lowest rank below cur of a rule whose L7Rules allow
+// the request f, or cur. The L7Rules are the union of those of xs (a Conn's
+// class matcher and those its FQDN peers add, at most 1+MaxNamesPerAddr;
+// ranks are rule indices of one direction, shared by all). verb and sub are
+// f's, upper-cased, or nil when empty or longer than l7.MaxVerb.
 //
 // A request is allowed when each of its resources (Resource, then
 // More[:NMore]; a message naming none counts as one resource that only
@@ -56,23 +58,28 @@ func (r *resIdx) cover(sc *scratch, hasRes bool, cur int32) int32 {
 //
 // cur < noRank means a rule allows every message already (it covers every
 // resource); then only the first resource's lowest rank is looked for.
-func (x *l7Index) judge(f *l7.Frame, verb, sub []byte, cur int32) int32 {
-	var bs [3]*resIdx
+func judgeL7(xs []*l7Index, f *l7.Frame, verb, sub []byte, cur int32) int32 {
+	var bs [3 * (1 + MaxNamesPerAddr)]*resIdx
 	n := 0
-	if x.any != nil {
-		bs[n] = x.any
-		n++
-	}
-	if verb != nil && x.verbs != nil {
-		if vi := x.verbs[string(verb)]; vi != nil {
-			if vi.all != nil {
-				bs[n] = vi.all
-				n++
-			}
-			if sub != nil && vi.subs != nil {
-				if r := vi.subs[string(sub)]; r != nil {
-					bs[n] = r
+	for _, x := range xs {
+		if n+3 > len(bs) {
+			break
+		}
+		if x.any != nil {
+			bs[n] = x.any
+			n++
+		}
+		if verb != nil && x.verbs != nil {
+			if vi := x.verbs[string(verb)]; vi != nil {
+				if vi.all != nil {
+					bs[n] = vi.all
 					n++
+				}
+				if sub != nil && vi.subs != nil {
+					if r := vi.subs[string(sub)]; r != nil {
+						bs[n] = r
+						n++
+					}
 				}
 			}
 		}

@@ -18,6 +18,9 @@ type Policy struct {
 	protocols map[uint16]string
 	ids       map[netip.Addr]ident
 	dirs      [2]dirTable // by Direction-1
+	// egressProtos: per port named by an egress rule, the protocol the
+	// rules give it ("" when several).
+	egressProtos map[uint16]string
 }
 
 // Port is a declared inbound port and the protocol spoken on it.
@@ -41,6 +44,11 @@ func (p *Policy) Namespace() string { return p.namespace }
 // Protocol is the protocol declared for an inbound port ("tcp", "redis"), or
 // "" when the port is not declared (the proxy sniffs it).
 func (p *Policy) Protocol(port uint16) string { return p.protocols[port] }
+
+// EgressProtocol is the protocol the egress rules give port ("tcp", "tls"),
+// or "" when no egress rule names the port or rules give it different
+// protocols (the proxy then sniffs outbound connections to it).
+func (p *Policy) EgressProtocol(port uint16) string { return p.egressProtos[port] }
 
 // Ports returns the declared inbound ports, sorted by number, in a new slice.
 func (p *Policy) Ports() []Port { return slices.Clone(p.ports) }
@@ -69,6 +77,7 @@ type dirTable struct {
 	v4    ranges                // unknown IPv4 peers
 	v6    ranges                // unknown IPv6 peers
 	none  int32                 // class of a peer with no address (rules with no peers)
+	fqdn  *fqdnTable            // FQDN peers (egress); nil: none
 }
 
 // class returns the peer class of an address not in the identity table.
@@ -246,6 +255,11 @@ func buildDir(rules []*rule, ids map[netip.Addr]ident, d Direction) dirTable {
 		ids[a] = id
 	}
 
+	// FQDN peers are not part of the classes: a Conn adds the matchers of
+	// its destination's names to its class's (see fqdn.go).
+	fp := collectFQDN(rules)
+	t.fqdn = newFQDNTable(fp)
+
 	// Per port: the matcher of every class, shared among equal rule sets.
 	onPort := map[uint16][]int32{}
 	for i, r := range rules {
@@ -284,6 +298,29 @@ func buildDir(rules []*rule, ids map[netip.Addr]ident, d Direction) dirTable {
 			byClass[c] = m
 		}
 		t.ports[port] = byClass
+		if fp == nil {
+			continue
+		}
+		byPat := make([]*matcher, len(fp.closure))
+		for id, set := range fp.closure {
+			var cand []int32
+			for _, ri := range set {
+				if state[ri] != stateAbsent {
+					cand = append(cand, ri)
+				}
+			}
+			if len(cand) == 0 {
+				continue
+			}
+			k := setKey(cand)
+			m, ok := shared[k]
+			if !ok {
+				m = newMatcher(t.names, rules, cand, state)
+				shared[k] = m
+			}
+			byPat[id] = m
+		}
+		t.fqdn.ports[port] = byPat
 	}
 	return t
 }

@@ -20,6 +20,8 @@ import (
 type refPolicy struct {
 	rules []*bulkheadv1.Rule // ingress, sorted by name
 	ids   []*bulkheadv1.Identity
+	// names are the DNS names of addresses, for FQDN peers (egress).
+	names map[netip.Addr][]string
 }
 
 func newRef(pp *bulkheadv1.ProxyPolicy, ids []*bulkheadv1.Identity) *refPolicy {
@@ -57,6 +59,14 @@ func (rp *refPolicy) judge(peer netip.Addr, port uint16, f *l7.Frame) (rule stri
 				ok = ok || (ns != "" && v.Namespace == ns)
 			case *bulkheadv1.Peer_Cidr:
 				ok = ok || netip.MustParsePrefix(v.Cidr).Contains(peer)
+			case *bulkheadv1.Peer_Fqdn:
+				for _, n := range rp.names[peer] {
+					if dom, wild := strings.CutPrefix(v.Fqdn, "*."); wild {
+						ok = ok || strings.HasSuffix(n, "."+dom) && len(n) > len(dom)+1
+					} else {
+						ok = ok || n == v.Fqdn
+					}
+				}
 			}
 		}
 		if !ok {

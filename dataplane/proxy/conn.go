@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,15 +48,23 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 		return
 	}
 
-	declared := pol.Protocol(dst.Port())
 	s := &session{
-		p:        p,
-		client:   client,
-		src:      src,
-		dst:      dst,
-		conn:     pol.Inbound(src.Addr(), dst.Port()),
-		declared: declared,
+		p:      p,
+		client: client,
+		src:    src,
+		dst:    dst,
 	}
+	if p.cfg.Outbound {
+		// The workload's own connection: its egress rules judge it,
+		// with the names its destination stands for.
+		s.conn = pol.OutboundNamed(dst.Addr(), dst.Port(), p.cfg.Names)
+		s.declared = pol.EgressProtocol(dst.Port())
+		s.learnNames = p.cfg.Names != nil && slices.Contains(p.cfg.NameServers, dst.Addr())
+	} else {
+		s.conn = pol.Inbound(src.Addr(), dst.Port())
+		s.declared = pol.Protocol(dst.Port())
+	}
+	declared := s.declared
 	d := s.conn.Connect()
 	label := declared
 	if label == "" {
@@ -74,7 +83,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, p.lim.DialTimeout)
-	uc, err := (&net.Dialer{}).DialContext(dctx, "tcp", dst.String())
+	uc, err := p.dialer.DialContext(dctx, "tcp", dst.String())
 	cancel()
 	if err != nil {
 		if declared == "" {

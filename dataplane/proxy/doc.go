@@ -1,8 +1,37 @@
-// Package proxy is bulkhead-proxy's inbound connection pipeline: a transparent
+// Package proxy is bulkhead-proxy's connection pipeline: a transparent
 // listener (the target of the iptables REDIRECT installed by dataplane/capture,
 // port 15006) that judges every connection and every L7 message against the
 // compiled policy of dataplane/enforce and forwards what is allowed to the
-// workload.
+// workload; the same pipeline for the workload's own outbound connections
+// (Config.Outbound, port 15001); and DNSProxy, the workload's DNS over UDP
+// (port 15053).
+//
+// # Outbound
+//
+// With capture's outbound redirect, the workload's new TCP connections
+// reach an outbound Proxy. Everything below applies, with these
+// differences: the connection is judged by the egress rules under the
+// segment's own mode (enforce.Policy.OutboundNamed: peers by segment,
+// namespace, CIDR, and FQDN through Config.Names), so a connection no rule
+// allows is reset in protect mode before anything is dialled; the protocol
+// is the one the egress rules give the destination port
+// (Policy.EgressProtocol; sniffed when they give none or several), so TLS
+// rules judge the ClientHello's SNI of external HTTPS; the upstream is
+// dialled with Config.Mark so that the redirect lets it out; flows are
+// reported as egress (source: the workload). DNS over TCP to one of
+// Config.NameServers also teaches Config.Names the addresses of its answers.
+//
+// DNSProxy serves the workload's DNS queries over UDP (capture redirects
+// UDP/53): each is parsed, judged by the egress rules (dns matchers on port
+// 53, the peer being the upstream nameserver), answered REFUSED with the
+// Extended DNS Error "Blocked" when denied, else forwarded to the
+// nameserver from a fresh marked socket; the answer is relayed from the
+// socket the query came in on (so that conntrack restores the address the
+// workload asked) and its A/AAAA records, with their TTLs, go into the
+// Names table that FQDN peers consult. Queries in flight, the wait for an
+// answer and the message size are bounded (DNSLimits); an answer over the
+// size limit becomes an empty one with TC set, so the client retries over
+// TCP, through the outbound proxy.
 //
 // # Per connection
 //

@@ -29,7 +29,7 @@ func (s *session) countConnect(d enforce.Decision, label string) {
 // rules).
 func (s *session) reportConnect(d enforce.Decision, label string) {
 	if agg := s.p.agg; agg != nil {
-		s.key.SetConn(&s.conn, s.dst.Addr())
+		s.key.SetConn(&s.conn, s.local())
 		s.key.Proto = agg.Intern(label)
 		s.key.Connection = true
 		s.key.SetVerb(nil, nil)
@@ -49,7 +49,7 @@ func (s *session) setProtocol(name string) {
 // may have changed with the policy).
 func (s *session) refreshKey() {
 	if s.p.agg != nil {
-		s.key.SetConn(&s.conn, s.dst.Addr())
+		s.key.SetConn(&s.conn, s.local())
 	}
 }
 

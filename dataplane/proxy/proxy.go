@@ -21,6 +21,7 @@ import (
 // Defaults of Limits; a zero field takes its default.
 const (
 	DefaultAddr         = ":15006"
+	DefaultOutboundAddr = ":15001"
 	DefaultMaxConns     = 8192
 	DefaultMaxMessage   = 64 << 20
 	DefaultIdleTimeout  = time.Hour
@@ -89,12 +90,33 @@ func (l Limits) withDefaults() Limits {
 // Config is what a Proxy needs. Engine is required; every other field has a
 // documented zero value.
 type Config struct {
-	// Listener is the inbound listener (the REDIRECT target). Start takes
+	// Listener is the listener (the REDIRECT target). Start takes
 	// ownership and closes it. When nil, Start listens on Addr.
 	Listener net.Listener
 	// Addr is the address to listen on when Listener is nil. Default
-	// ":15006".
+	// ":15006" (":15001" with Outbound).
 	Addr string
+	// Outbound makes this the outbound proxy: the listener receives the
+	// workload's own connections (capture's OUTPUT redirect), which are
+	// judged by the egress rules (enforce.Policy.OutboundNamed) under the
+	// segment's mode, and whose protocol is the one the egress rules give
+	// the destination port (sniffed when they give none or several).
+	Outbound bool
+	// Mark is the SO_MARK of the proxy's upstream connections
+	// (capture.MarkControl), which the outbound redirect leaves alone.
+	// Required with Outbound (or the upstream connection would be
+	// redirected to the proxy again); 0 otherwise: no mark.
+	Mark uint32
+	// Names, on an outbound proxy, is the table of DNS names of addresses
+	// that FQDN peers are matched against. The outbound proxy adds the
+	// answers of DNS-over-TCP replies from NameServers to it (the UDP ones
+	// come through DNSProxy). Nil: FQDN peers match nothing.
+	Names *enforce.Names
+	// NameServers are the resolvers whose DNS-over-TCP answers feed Names
+	// (the DNS proxy's upstream): answers from other servers are relayed
+	// but not learned, so that a server the workload may reach cannot
+	// vouch for a name it does not serve.
+	NameServers []netip.Addr
 	// Engine holds the current compiled policy. Required.
 	Engine *enforce.Engine
 	// Protocols are the L7 protocols the proxy can parse, by name for
@@ -131,6 +153,8 @@ type Proxy struct {
 	// serverFirst: some protocol is ServerFirst, so sniffing also reads
 	// the workload's first bytes.
 	serverFirst bool
+	// dialer dials upstream (with the mark, when set).
+	dialer net.Dialer
 
 	active atomic.Int64
 	wg     sync.WaitGroup // connection handlers
@@ -188,6 +212,7 @@ func New(cfg Config) *Proxy {
 	for _, pr := range p.protos {
 		p.serverFirst = p.serverFirst || pr.ServerFirst
 	}
+	p.dialer.Control = capture.MarkControl(cfg.Mark)
 	return p
 }
 
@@ -200,11 +225,17 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if p.engine == nil {
 		return errors.New("proxy: config has no engine")
 	}
+	if p.cfg.Outbound && p.cfg.Mark == 0 {
+		return errors.New("proxy: an outbound proxy needs a mark (its upstream connections would be redirected to it again)")
+	}
 	ln := p.cfg.Listener
 	if ln == nil {
 		addr := p.cfg.Addr
 		if addr == "" {
 			addr = DefaultAddr
+			if p.cfg.Outbound {
+				addr = DefaultOutboundAddr
+			}
 		}
 		var err error
 		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
@@ -212,7 +243,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 			return fmt.Errorf("proxy: listen on %s: %w", addr, err)
 		}
 	}
-	p.log.Info("proxy listening", "addr", ln.Addr().String())
+	p.log.Info("proxy listening", "addr", ln.Addr().String(), "outbound", p.cfg.Outbound)
 
 	stop := make(chan struct{})
 	var watch sync.WaitGroup

@@ -65,6 +65,13 @@ type session struct {
 	src, dst netip.AddrPort
 	conn     enforce.Conn
 	declared string
+	// learnNames: the connection goes to a trusted nameserver (outbound);
+	// the addresses of its DNS answers go into Config.Names.
+	learnNames bool
+	// answers is the parser as an answerer when learnNames; onAnswer is
+	// addName, bound once.
+	answers  answerer
+	onAnswer func(name []byte, addr netip.Addr, ttl uint32)
 	// key is the flow key of this connection's reports.
 	key report.Key
 
@@ -189,6 +196,12 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 	s.up, s.down = up, down
 	s.parser = proto.New()
 	s.observer, _ = s.parser.(l7.DenyObserver)
+	if s.learnNames {
+		if a, ok := s.parser.(answerer); ok {
+			s.answers = a
+			s.onAnswer = s.addName
+		}
+	}
 	s.reqScratch = make([]byte, 0, 256)
 	s.repScratch = make([]byte, 0, 256)
 	s.pend = make([]pendingDenial, 0, 8)
@@ -612,6 +625,11 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 		s.pmu.Lock()
 		op, n, perr := s.parser.Parse(l7.DirReply, buf[off:], f)
 		partial, unordered := f.Partial, f.Unordered
+		if s.answers != nil && perr == nil && op == l7.OpFrame {
+			// A DNS answer from a trusted nameserver: learn which
+			// addresses its name stands for.
+			s.answers.Answers(s.onAnswer)
+		}
 		s.pmu.Unlock()
 		if perr != nil {
 			err = perr
@@ -662,6 +680,26 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 		return off, 0, cerr
 	}
 	return off, need, err
+}
+
+// local is the proxied workload's address: the destination of an inbound
+// connection, the source of an outbound one.
+func (s *session) local() netip.Addr {
+	if s.conn.Direction() == enforce.Egress {
+		return s.src.Addr()
+	}
+	return s.dst.Addr()
+}
+
+// answerer is a parser that reports the addresses a DNS reply gives for its
+// question (protocols/dns.Parser).
+type answerer interface {
+	Answers(fn func(name []byte, addr netip.Addr, ttl uint32))
+}
+
+// addName records one answer in the proxy's Names table.
+func (s *session) addName(name []byte, addr netip.Addr, ttl uint32) {
+	s.p.cfg.Names.Add(name, addr, ttl)
 }
 
 // markUnordered breaks request/reply pairing for the rest of the

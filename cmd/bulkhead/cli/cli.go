@@ -70,6 +70,7 @@ func NewCommand(s Streams, extra ...Extra) *cobra.Command {
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, yaml or json")
 
 	root.AddCommand(modeCommand(g), policyCommand(g), flowsCommand(g, false), flowsCommand(g, true), proxiesCommand(g))
+	root.AddCommand(operatorCommands(g)...) // operator.go
 	for _, e := range extra {
 		root.AddCommand(e(g))
 	}

@@ -337,6 +337,8 @@ func peers(ns string, ps []v1alpha1.Peer) string {
 		switch {
 		case p.CIDR != "":
 			s = append(s, p.CIDR)
+		case p.FQDN != "":
+			s = append(s, p.FQDN)
 		case p.Segment != "" && (p.Namespace == "" || p.Namespace == ns):
 			s = append(s, p.Segment)
 		case p.Segment != "":

@@ -522,6 +522,7 @@ type Peer struct {
 	//	*Peer_Segment
 	//	*Peer_Namespace
 	//	*Peer_Cidr
+	//	*Peer_Fqdn
 	Peer          isPeer_Peer `protobuf_oneof:"peer"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -591,6 +592,15 @@ func (x *Peer) GetCidr() string {
 	return ""
 }
 
+func (x *Peer) GetFqdn() string {
+	if x != nil {
+		if x, ok := x.Peer.(*Peer_Fqdn); ok {
+			return x.Fqdn
+		}
+	}
+	return ""
+}
+
 type isPeer_Peer interface {
 	isPeer_Peer()
 }
@@ -610,11 +620,22 @@ type Peer_Cidr struct {
 	Cidr string `protobuf:"bytes,3,opt,name=cidr,proto3,oneof"`
 }
 
+type Peer_Fqdn struct {
+	// DNS name of an egress peer: exact ("api.example.com") or a suffix
+	// ("*.example.com": every name below example.com, not example.com
+	// itself); lower case, no final dot. It matches an address that the
+	// name resolved to in a DNS answer the proxy relayed (still within its
+	// TTL). Egress rules only.
+	Fqdn string `protobuf:"bytes,4,opt,name=fqdn,proto3,oneof"`
+}
+
 func (*Peer_Segment) isPeer_Peer() {}
 
 func (*Peer_Namespace) isPeer_Peer() {}
 
 func (*Peer_Cidr) isPeer_Peer() {}
+
+func (*Peer_Fqdn) isPeer_Peer() {}
 
 // RedisMatch: upper-case command names; "CONFIG|GET" narrows a sub-command.
 type RedisMatch struct {
@@ -764,11 +785,12 @@ const file_bulkhead_v1_policy_proto_rawDesc = "" +
 	"\x06suffix\x18\x03 \x01(\tH\x00R\x06suffix\x12\x1c\n" +
 	"\btemplate\x18\x04 \x01(\tH\x00R\btemplate\x12\x1b\n" +
 	"\tfold_case\x18\x05 \x01(\bR\bfoldCaseB\x06\n" +
-	"\x04kind\"`\n" +
+	"\x04kind\"v\n" +
 	"\x04Peer\x12\x1a\n" +
 	"\asegment\x18\x01 \x01(\tH\x00R\asegment\x12\x1e\n" +
 	"\tnamespace\x18\x02 \x01(\tH\x00R\tnamespace\x12\x14\n" +
-	"\x04cidr\x18\x03 \x01(\tH\x00R\x04cidrB\x06\n" +
+	"\x04cidr\x18\x03 \x01(\tH\x00R\x04cidr\x12\x14\n" +
+	"\x04fqdn\x18\x04 \x01(\tH\x00R\x04fqdnB\x06\n" +
 	"\x04peer\"(\n" +
 	"\n" +
 	"RedisMatch\x12\x1a\n" +
@@ -842,6 +864,7 @@ func file_bulkhead_v1_policy_proto_init() {
 		(*Peer_Segment)(nil),
 		(*Peer_Namespace)(nil),
 		(*Peer_Cidr)(nil),
+		(*Peer_Fqdn)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

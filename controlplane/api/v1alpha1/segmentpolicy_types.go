@@ -77,14 +77,19 @@ type SegmentPolicySpec struct {
 	// +optional
 	Mode Mode `json:"mode,omitempty"`
 
-	// Ingress lists the flows allowed into the segment's workloads.
+	// Ingress lists the flows allowed into the segment's workloads. Rules
+	// (here and in Egress) are keyed by name: server-side apply merges them
+	// rule by rule, so each field manager (a person, GitOps, the learner)
+	// owns its own rules.
 	// +optional
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=name
 	Ingress []Rule `json:"ingress,omitempty"`
 
 	// Egress lists the flows allowed out of the segment's workloads.
 	// +optional
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=name
 	Egress []Rule `json:"egress,omitempty"`
 }
 
@@ -145,8 +150,8 @@ type Rule struct {
 	MongoDB *MongoDBMatch `json:"mongodb,omitempty"`
 }
 
-// Peer is one end of a flow. Exactly one of Segment, Namespace (alone) or
-// CIDR is the selector; Namespace qualifies Segment.
+// Peer is one end of a flow. Exactly one of Segment, Namespace (alone), CIDR
+// or FQDN is the selector; Namespace qualifies Segment.
 type Peer struct {
 	// Segment names a segment. With Namespace empty, the policy's own
 	// namespace.
@@ -159,6 +164,17 @@ type Peer struct {
 	// CIDR is an address block outside the mesh, e.g. 198.18.0.0/24.
 	// +optional
 	CIDR string `json:"cidr,omitempty"`
+	// FQDN is a DNS name outside the mesh, for egress rules only: exact
+	// ("api.example.com") or every name below a domain ("*.example.com",
+	// which does not match example.com itself); lower case, a final dot is
+	// dropped. It matches the addresses the name resolved to in the DNS
+	// answers the workload's own sidecar relayed, while their TTL lasts, so
+	// the workload's DNS queries must go through the sidecar (captured
+	// outbound UDP/53) and be allowed by an egress rule on port 53.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^(\*\.)?[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*\.?$`
+	// +optional
+	FQDN string `json:"fqdn,omitempty"`
 }
 
 // PortProtocol is a destination port and the protocol spoken on it.

@@ -72,7 +72,7 @@ func (p *SegmentPolicy) Validate() error {
 				add(path+".name", "%q repeats %s[%d]", rules[i].Name, dir, j)
 			}
 			seen[rules[i].Name] = i
-			for _, e := range rules[i].validate() {
+			for _, e := range rules[i].validate(dir == "spec.egress") {
 				errs = append(errs, fmt.Errorf("%s.%w", path, e))
 			}
 		}
@@ -80,7 +80,8 @@ func (p *SegmentPolicy) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (r *Rule) validate() []error {
+// validate checks one rule of the ingress or (egress true) egress list.
+func (r *Rule) validate(egress bool) []error {
 	var errs []error
 	add := func(path, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...)))
@@ -98,6 +99,15 @@ func (r *Rule) validate() []error {
 	for i, peer := range r.Peers {
 		path := fmt.Sprintf("peers[%d]", i)
 		switch {
+		case peer.FQDN != "" && (peer.CIDR != "" || peer.Segment != "" || peer.Namespace != ""):
+			add(path, "fqdn excludes segment, namespace and cidr")
+		case peer.FQDN != "":
+			if !validFQDN(peer.FQDN) {
+				add(path+".fqdn", "%q is not a DNS name or \"*.suffix\" (lower case)", peer.FQDN)
+			}
+			if !egress {
+				add(path+".fqdn", "fqdn peers are for egress rules only (a source address has no name to match)")
+			}
 		case peer.CIDR != "" && (peer.Segment != "" || peer.Namespace != ""):
 			add(path, "cidr excludes segment and namespace")
 		case peer.CIDR != "":
@@ -105,7 +115,7 @@ func (r *Rule) validate() []error {
 				add(path+".cidr", "bad CIDR %q", peer.CIDR)
 			}
 		case peer.Segment == "" && peer.Namespace == "":
-			add(path, "empty peer: set segment, namespace or cidr")
+			add(path, "empty peer: set segment, namespace, cidr or fqdn")
 		}
 		if peer.Segment != "" && !nameRE.MatchString(peer.Segment) {
 			add(path+".segment", "%q is not a DNS label", peer.Segment)
@@ -147,6 +157,13 @@ func (r *Rule) validate() []error {
 		}
 	}
 	return errs
+}
+
+// validFQDN accepts an FQDN peer: a host name as matchers take them (lower
+// case, "*." in front for every name below a domain, an optional final
+// dot), but not "*" alone.
+func validFQDN(s string) bool {
+	return validHost(s) && s != "*." && strings.TrimSuffix(strings.TrimPrefix(s, "*."), ".") != ""
 }
 
 // EffectiveProtocol is Protocol, or "tcp" when it is empty.

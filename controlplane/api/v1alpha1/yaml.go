@@ -44,7 +44,7 @@ func ForExport(p *SegmentPolicy) *SegmentPolicy {
 
 // Normalize puts a rule in canonical form: origin defaulted to user, ports'
 // protocol defaulted to tcp, ports sorted, Redis commands lower-cased,
-// deduplicated and sorted.
+// deduplicated and sorted, FQDN peers lower-cased without a final dot.
 func (r *Rule) Normalize() {
 	if r.Origin == "" {
 		r.Origin = OriginUser
@@ -60,6 +60,11 @@ func (r *Rule) Normalize() {
 	})
 	if r.Redis != nil {
 		r.Redis.Commands = normalizeSet(r.Redis.Commands)
+	}
+	for i := range r.Peers {
+		if f := r.Peers[i].FQDN; f != "" {
+			r.Peers[i].FQDN = strings.TrimSuffix(strings.ToLower(f), ".")
+		}
 	}
 	r.normalizeMatchers()
 }
