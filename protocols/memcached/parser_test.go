@@ -232,13 +232,6 @@ func withLen(p string, body uint32) string {
 	return string(b)
 }
 
-// withKeyLen rewrites the key length of the binary packet p.
-func withKeyLen(p string, key uint16) string {
-	b := []byte(p)
-	binary.BigEndian.PutUint16(b[2:], key)
-	return string(b)
-}
-
 func binArgs(op byte, opaque uint32) int { return argsBinary | int(op)<<32 | int(opaque) }
 
 func breq(n int, op byte, res string, opaque uint32) result {

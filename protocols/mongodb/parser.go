@@ -88,7 +88,6 @@ var (
 	errFlags       = fmt.Errorf("mongodb: unknown required OP_MSG flag: %w", l7.ErrMalformed)
 	errSection     = fmt.Errorf("mongodb: bad OP_MSG section: %w", l7.ErrMalformed)
 	errNoBody      = fmt.Errorf("mongodb: OP_MSG without a body section: %w", l7.ErrMalformed)
-	errTwoBodies   = fmt.Errorf("mongodb: OP_MSG with two body sections: %w", l7.ErrMalformed)
 	errBSON        = fmt.Errorf("mongodb: malformed BSON document: %w", l7.ErrMalformed)
 	errEmptyCmd    = fmt.Errorf("mongodb: empty command document: %w", l7.ErrMalformed)
 	errShort       = fmt.Errorf("mongodb: message shorter than its fields: %w", l7.ErrMalformed)

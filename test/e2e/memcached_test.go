@@ -66,11 +66,12 @@ func (c mcConn) do(cmd string) (string, error) {
 	return c.reply()
 }
 
-// reply reads one answer of the text protocol.
+// reply reads one answer of the text protocol: one line, or VALUE lines
+// with their data up to END.
 func (c mcConn) reply() (string, error) {
 	var lines []string
+	l, err := c.line()
 	for {
-		l, err := c.line()
 		if err != nil {
 			return strings.Join(lines, "|"), fmt.Errorf("after %q: %w", lines, err)
 		}
@@ -84,10 +85,9 @@ func (c mcConn) reply() (string, error) {
 			return strings.Join(lines, "|"), err
 		}
 		lines = append(lines, d)
-		if l, err = c.line(); err != nil || l != "END" {
-			return strings.Join(append(lines, l), "|"), fmt.Errorf("no END after a value: %v", err)
+		if l, err = c.line(); err == nil && l == "END" {
+			return strings.Join(append(lines, l), "|"), nil
 		}
-		return strings.Join(append(lines, l), "|"), nil
 	}
 }
 

@@ -78,10 +78,10 @@ func randomRule(rng *rand.Rand, i int) v1alpha1.Rule {
 }
 
 type frame struct {
-	port                    uint16
-	verb, sub, res, aux     string
-	more                    []string
-	overflow, connectionOne bool
+	port                uint16
+	verb, sub, res, aux string
+	more                []string
+	overflow            bool
 }
 
 func randomFrame(rng *rand.Rand) frame {
