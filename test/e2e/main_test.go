@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 	if bins.tmp != "" {
 		os.RemoveAll(bins.tmp)
 	}
+	removeHelpers()
 	os.Exit(code)
 }
 
