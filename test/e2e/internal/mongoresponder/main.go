@@ -82,14 +82,15 @@ func run(log *slog.Logger) error {
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
-			if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				log.Warn("connection", "remote", c.RemoteAddr().String(), "err", err)
 			}
 		}()
 	}
 }
 
-// respond answers the messages of one connection until it closes.
+// respond answers the messages of one connection until it closes; it
+// returns why it stopped (io.EOF when the client hung up).
 func respond(c net.Conn, connID int32) error {
 	var reqID int32 = 1000
 	for {
