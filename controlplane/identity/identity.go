@@ -9,6 +9,7 @@
 //	  ips: [198.18.0.10]
 //	  labels: {app: redis}
 //	  ports: [{port: 6379, protocol: redis}]
+//	  sidecar: envoy        # optional: "envoy" or "grpc" (see Workload.Sidecar)
 //
 // A Table is immutable once built and safe for concurrent use.
 package identity
@@ -43,7 +44,22 @@ type Workload struct {
 	Labels map[string]string
 	// Ports are the inbound ports the workload declares, sorted by port.
 	Ports []Port
+	// Sidecar names the xDS consumer that serves the workload's HTTP and
+	// gRPC ports besides bulkhead-proxy: SidecarEnvoy, SidecarGRPC, or ""
+	// (none: the workload gets only Bulkhead's own resources).
+	Sidecar string
 }
+
+// Sidecar kinds (Workload.Sidecar).
+const (
+	// SidecarEnvoy: an Envoy sidecar that gets an inbound listener with RBAC
+	// and access logs (controlplane/envoy).
+	SidecarEnvoy = "envoy"
+	// SidecarGRPC: a proxyless gRPC application (gRPC-Go's xds package) that
+	// gets the same listener and RBAC for its xDS server and routes for
+	// xds:/// targets.
+	SidecarGRPC = "grpc"
+)
 
 // Port is an inbound port of a workload and the protocol spoken on it.
 type Port struct {
@@ -124,6 +140,7 @@ type fileWorkload struct {
 	IPs       []string          `json:"ips"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	Ports     []filePort        `json:"ports,omitempty"`
+	Sidecar   string            `json:"sidecar,omitempty"`
 }
 
 type filePort struct {
@@ -134,7 +151,8 @@ type filePort struct {
 // Parse reads a workloads file's content strictly (unknown fields are
 // errors) and validates it: names, namespaces and segments are DNS labels,
 // every IP parses and belongs to one workload only, ports are 1-65535 with a
-// known protocol ("tcp" when empty). Every problem is reported, joined.
+// known protocol ("tcp" when empty), sidecar is empty, "envoy" or "grpc".
+// Every problem is reported, joined.
 func Parse(data []byte) (*Table, error) {
 	if len(data) > MaxFile {
 		return nil, fmt.Errorf("workloads file is %d bytes, at most %d", len(data), MaxFile)
@@ -161,7 +179,12 @@ func Parse(data []byte) (*Table, error) {
 		}
 		checkLabel(".name", fw.Name)
 		checkLabel(".namespace", fw.Namespace)
-		w := Workload{Name: fw.Name, Namespace: fw.Namespace, Segment: fw.Segment}
+		w := Workload{Name: fw.Name, Namespace: fw.Namespace, Segment: fw.Segment, Sidecar: fw.Sidecar}
+		switch fw.Sidecar {
+		case "", SidecarEnvoy, SidecarGRPC:
+		default:
+			add(".sidecar", "%q is not a sidecar (want %q or %q)", fw.Sidecar, SidecarEnvoy, SidecarGRPC)
+		}
 		if w.Segment == "" {
 			w.Segment = w.Name
 		} else {

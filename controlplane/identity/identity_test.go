@@ -22,6 +22,7 @@ const sample = `workloads:
   namespace: demo
   segment: shop
   ips: [198.18.0.20]
+  sidecar: envoy
 - name: api
   namespace: alpha
   ips: ["2001:db8::1"]
@@ -34,7 +35,7 @@ func TestParse(t *testing.T) {
 	}
 	want := []Workload{
 		{Name: "api", Namespace: "alpha", Segment: "api", IPs: []netip.Addr{netip.MustParseAddr("2001:db8::1")}},
-		{Name: "cart", Namespace: "demo", Segment: "shop", IPs: []netip.Addr{netip.MustParseAddr("198.18.0.20")}},
+		{Name: "cart", Namespace: "demo", Segment: "shop", IPs: []netip.Addr{netip.MustParseAddr("198.18.0.20")}, Sidecar: SidecarEnvoy},
 		{Name: "redis", Namespace: "demo", Segment: "redis",
 			IPs:    []netip.Addr{netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("198.18.0.11")},
 			Labels: map[string]string{"app": "redis"},
@@ -98,6 +99,7 @@ func TestParseRejects(t *testing.T) {
 		"upper proto":     {"protocol: redis", "protocol: Redis", `unknown protocol "Redis"`},
 		"dup port":        {"port: 22", "port: 6379", "6379 declared twice"},
 		"dup workload":    {"name: cart", "name: redis", "demo/redis repeats"},
+		"bad sidecar":     {"sidecar: envoy", "sidecar: linkerd", `workloads[1].sidecar: "linkerd" is not a sidecar`},
 		"bad label":       {"app: redis", "app: 'a b'", "labels"},
 		"not yaml":        {"workloads:", "workloads: [", "parse workloads"},
 		"top-level field": {"workloads:", "nodes: 1\nworkloads:", "unknown field"},

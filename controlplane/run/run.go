@@ -2,6 +2,14 @@
 // the store folder and the workloads file in, compilation on every change,
 // xDS (ADS) and flow reports on one gRPC server, the admin API, /metrics and
 // /healthz on one HTTP server; everything stops when the context is done.
+//
+// Workloads whose workloads-file entry sets `sidecar: envoy` or
+// `sidecar: grpc` also get Envoy's resources (controlplane/envoy, compiled
+// after each good compilation and served by the same xDS server), their
+// access logs are received by the Access Log Service on the gRPC server
+// (controlplane/als, into the same flows and learning path), and
+// GET /v1/envoy/bootstrap on the admin server generates their bootstrap
+// (see envoy.go).
 package run
 
 import (
@@ -24,8 +32,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/admin"
+	"github.com/bulkhead-io/bulkhead/controlplane/als"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
 	"github.com/bulkhead-io/bulkhead/controlplane/compile"
+	"github.com/bulkhead-io/bulkhead/controlplane/envoy"
 	"github.com/bulkhead-io/bulkhead/controlplane/flows"
 	"github.com/bulkhead-io/bulkhead/controlplane/identity"
 	"github.com/bulkhead-io/bulkhead/controlplane/learn"
@@ -67,6 +77,8 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop of the servers; open flow
 	// streams are cut after it. Zero: 5s.
 	ShutdownTimeout time.Duration
+	// History configures the flow history (history.go).
+	History HistoryConfig
 }
 
 // Addrs are the addresses the servers listen on.
@@ -127,6 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	c := &compiler{
 		st: st, xds: xdsSrv, file: cfg.WorkloadsFile,
 		log: log.With("component", "compile"), metrics: newMetrics(reg),
+		envoy: envoy.NewCompiler(envoy.Options{}),
 	}
 	if err := c.loadWorkloads(); err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -135,23 +148,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 
 	rec := flows.NewRecorder(flows.Options{})
 	flowSrv := flows.NewServer(rec, learn.New(st, log.With("component", "learn")), st, log, flows.ServerOptions{Registerer: reg})
+	hist, err := openHistory(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	flowSrv.AddSink(hist)
+	alsSrv := als.NewServer(flowSrv, c.view.Load, log, als.Options{Registerer: reg})
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	xdsSrv.Register(gs)
 	flowSrv.Register(gs)
+	alsSrv.Register(gs)
 
+	adminHandler := admin.NewHandler(admin.Deps{
+		Store:    st,
+		Segments: c.segments,
+		Flows:    rec,
+		Nodes:    xdsSrv.Nodes,
+		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Health:   c.health,
+		Log:      log.With("component", "admin"),
+	})
 	httpSrv := &http.Server{
-		Handler: admin.NewHandler(admin.Deps{
-			Store:    st,
-			Segments: c.segments,
-			Flows:    rec,
-			Nodes:    xdsSrv.Nodes,
-			Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-			Health:   c.health,
-			Log:      log.With("component", "admin"),
-		}),
+		Handler:           withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -179,6 +200,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	g.Go(func() error { return c.loop(gctx, cfg.Debounce, cfg.PollInterval) })
 	g.Go(func() error { return xdsSrv.Start(gctx) })
 	g.Go(func() error { return flowSrv.Start(gctx) })
+	g.Go(func() error { return alsSrv.Start(gctx) })
+	g.Go(func() error { return hist.Start(gctx) })
 	g.Go(func() error {
 		if err := gs.Serve(glis); err != nil {
 			return fmt.Errorf("grpc: %w", err)
@@ -248,6 +271,12 @@ type compiler struct {
 
 	latest  atomic.Pointer[compile.Output]
 	lastErr atomic.Pointer[error]
+
+	// Envoy sidecars: resources compiled after each good compilation, and
+	// the view the access log service judges entries with.
+	envoy     *envoy.Compiler
+	view      atomic.Pointer[als.View]
+	workloads atomic.Pointer[[]identity.Workload] // of the latest good compilation
 }
 
 type fileStamp struct {
@@ -313,9 +342,10 @@ func (c *compiler) workloadsChanged() bool {
 // compile compiles the store and the workloads and serves the result.
 func (c *compiler) compile() {
 	start := time.Now()
+	workloads := c.table.Workloads()
 	out, err := compile.Compile(compile.Input{
 		Policies:  c.st.List(),
-		Workloads: c.table.Workloads(),
+		Workloads: workloads,
 		Settings:  c.st.Settings(),
 	})
 	c.metrics.duration.Observe(time.Since(start).Seconds())
@@ -331,6 +361,8 @@ func (c *compiler) compile() {
 	c.metrics.runs.WithLabelValues("ok").Inc()
 	c.lastErr.Store(nil)
 	c.latest.Store(out)
+	c.workloads.Store(&workloads)
+	c.serveEnvoy(out, workloads)
 	c.log.Debug("compiled", "proxies", len(out.Proxies), "identities", len(out.Identities),
 		"segments", len(out.Segments), "took", time.Since(start))
 }

@@ -19,6 +19,12 @@
 //
 // Callbacks record, per node, whether it is connected and which versions of
 // each type it acknowledged or rejected (NACK, with the error detail); Nodes
-// reports them. Envoy's own types (listeners with RBAC, served from a snapshot
-// cache) are meant to join the mux under their own type URLs.
+// reports them.
+//
+// Envoy's types — Listener, RouteConfiguration, Cluster and
+// ClusterLoadAssignment, compiled by controlplane/envoy for Envoy sidecars
+// and proxyless gRPC applications — are served from a snapshot cache (one
+// snapshot per node, ads=false) under their own type URLs in the same mux:
+// see SetEnvoy (envoy.go) for how configurations are checked before they
+// are published and how a NACKed one is kept from being re-sent.
 package xds

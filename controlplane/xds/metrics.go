@@ -3,10 +3,11 @@ package xds
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	nacks     *prometheus.CounterVec
-	streams   *prometheus.GaugeVec
-	pushes    *prometheus.CounterVec
-	resources *prometheus.GaugeVec
+	envoyRejected prometheus.Counter
+	nacks         *prometheus.CounterVec
+	streams       *prometheus.GaugeVec
+	pushes        *prometheus.CounterVec
+	resources     *prometheus.GaugeVec
 }
 
 // newMetrics builds the package's metrics and registers them on reg (when
@@ -30,8 +31,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Resources served, by resource type.",
 		}, []string{"type"}),
 	}
+	m.envoyRejected = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bulkhead_xds_envoy_rejected_total",
+		Help: "Envoy node configurations the control plane refused to publish (invalid or dangling references); the node keeps its last good one.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.nacks, m.streams, m.pushes, m.resources)
+		reg.MustRegister(m.nacks, m.streams, m.pushes, m.resources, m.envoyRejected)
 	}
 	return m
 }

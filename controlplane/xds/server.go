@@ -53,6 +53,7 @@ type Server struct {
 	mux      *cachev3.MuxCache
 	xds      serverv3.Server
 	status   *tracker
+	envoy    *envoyCache // Envoy's types, one snapshot per node (envoy.go)
 
 	// ctx ends every open stream when cancelled (by Start's return).
 	ctx    context.Context
@@ -85,13 +86,18 @@ func New(log *slog.Logger, opts Options) *Server {
 		curIdent:  map[string]*bulkheadv1.Identity{},
 	}
 	s.status = newTracker(log, s.metrics, opts.MaxNodes)
-	// Envoy's types will be routed to a snapshot cache under their own key.
+	s.envoy = newEnvoyCache(log, s.metrics)
+	// Envoy's types are routed to the snapshot cache under their own keys.
 	s.mux = &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return r.GetTypeUrl() },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches: map[string]cachev3.Cache{
 			TypeProxyPolicy: s.policies,
 			TypeIdentity:    s.idents,
+			TypeListener:    s.envoy.cache,
+			TypeRoute:       s.envoy.cache,
+			TypeCluster:     s.envoy.cache,
+			TypeEndpoint:    s.envoy.cache,
 		},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

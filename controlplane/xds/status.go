@@ -122,7 +122,7 @@ func newTracker(log *slog.Logger, m *metrics, maxNodes int) *tracker {
 }
 
 func knownType(typeURL string) bool {
-	return typeURL == TypeProxyPolicy || typeURL == TypeIdentity
+	return typeURL == TypeProxyPolicy || typeURL == TypeIdentity || isEnvoyType(typeURL)
 }
 
 func (t *tracker) callbacks() serverv3.CallbackFuncs {
@@ -141,7 +141,17 @@ func (t *tracker) callbacks() serverv3.CallbackFuncs {
 			if r.GetTypeUrl() == TypeProxyPolicy && slices.Contains(r.GetResourceNames(), "*") {
 				return status.Error(codes.InvalidArgument, errWildcardPolicy.Error())
 			}
-			return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			nacked, err := t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			if nacked != "" && isEnvoyType(r.GetTypeUrl()) {
+				// A SotW NACK carries the last version the client
+				// accepted; the snapshot cache would answer it at once
+				// with the rejected snapshot again, in a loop until the
+				// next snapshot (go-control-plane issue #962). Saying
+				// that the client holds the rejected version parks the
+				// watch until the configuration changes.
+				r.VersionInfo = nacked
+			}
+			return err
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
 			t.sent(id, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
@@ -151,8 +161,11 @@ func (t *tracker) callbacks() serverv3.CallbackFuncs {
 				return status.Error(codes.InvalidArgument, errWildcardPolicy.Error())
 			}
 			// Delta requests carry no version: an ACK names the response
-			// by nonce, and the tracker knows that response's version.
-			return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			// by nonce, and the tracker knows that response's version. (A
+			// delta NACK is not answered again: the stream's state already
+			// holds the versions sent.)
+			_, err := t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), "", r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
+			return err
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
 			t.sent(id, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
@@ -186,24 +199,25 @@ func (t *tracker) closed(id int64) {
 }
 
 // request records one discovery request: the node's identity on its first
-// request, and an ACK or NACK when it answers a response (has a nonce).
-func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion, errDetail string, nack bool) error {
+// request, and an ACK or NACK when it answers a response (has a nonce). For
+// a NACK of a known response it returns the rejected version.
+func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion, errDetail string, nack bool) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st, ok := t.streams[id]
 	if !ok {
-		return status.Error(codes.Internal, "unknown stream")
+		return "", status.Error(codes.Internal, "unknown stream")
 	}
 	nodeID := node.GetId()
 	switch {
 	case nodeID == "" && st.node == "":
-		return status.Error(codes.InvalidArgument, "the first request must carry node.id")
+		return "", status.Error(codes.InvalidArgument, "the first request must carry node.id")
 	case nodeID == "":
 		nodeID = st.node
 	case len(nodeID) > maxNodeID:
-		return status.Errorf(codes.InvalidArgument, "node id is %d bytes, at most %d", len(nodeID), maxNodeID)
+		return "", status.Errorf(codes.InvalidArgument, "node id is %d bytes, at most %d", len(nodeID), maxNodeID)
 	case st.node != "" && nodeID != st.node:
-		return status.Errorf(codes.InvalidArgument, "node id changed on the stream from %q to %q", st.node, nodeID)
+		return "", status.Errorf(codes.InvalidArgument, "node id changed on the stream from %q to %q", st.node, nodeID)
 	}
 	now := t.now()
 	n := t.nodes[nodeID]
@@ -221,7 +235,7 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 	}
 	n.lastSeen = now
 	if !knownType(typeURL) {
-		return nil
+		return "", nil
 	}
 	ts := n.types[typeURL]
 	if ts == nil {
@@ -230,7 +244,7 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 	}
 	ts.Delta = st.delta
 	if nonce == "" {
-		return nil // a (re)subscription, not an answer
+		return "", nil // a (re)subscription, not an answer
 	}
 	version, found := st.versionOf(typeURL, nonce)
 	if !nack {
@@ -240,7 +254,7 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 		if ackVersion != "" || found {
 			ts.AckedVersion = ackVersion
 		}
-		return nil
+		return "", nil
 	}
 	if len(errDetail) > maxErrDetail {
 		errDetail = errDetail[:maxErrDetail] + "…"
@@ -252,7 +266,7 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 	ts.LastNack = now
 	t.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 	t.log.Warn("xds node rejected a config", "node", nodeID, "type", typeLabel(typeURL), "version", version, "nonce", nonce, "error", errDetail)
-	return nil
+	return version, nil
 }
 
 func (t *tracker) sent(id int64, typeURL, nonce, version string) {
@@ -291,6 +305,14 @@ func (t *tracker) evictLocked() {
 	}
 }
 
+// connected reports whether node has an open stream.
+func (t *tracker) connected(node string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[node]
+	return n != nil && n.streams > 0
+}
+
 func (t *tracker) snapshot() []NodeStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -321,6 +343,14 @@ func typeLabel(typeURL string) string {
 		return "ProxyPolicy"
 	case TypeIdentity:
 		return "Identity"
+	case TypeListener:
+		return "Listener"
+	case TypeRoute:
+		return "RouteConfiguration"
+	case TypeCluster:
+		return "Cluster"
+	case TypeEndpoint:
+		return "ClusterLoadAssignment"
 	}
 	return "other"
 }
