@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 PKGS  := ./...
 
-.PHONY: all build test test-short demo generate lint fuzz bench clean
+.PHONY: all build test test-short demo generate lint fuzz bench bench-smoke clean
 
 all: build
 
@@ -43,8 +43,16 @@ fuzz:
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./protocols/... ./dataplane/... | tee bench/results/micro-latest.txt
+# Side-by-side load comparisons (direct, HAProxy, Bulkhead) plus go test
+# -bench over the parsers and the verdict path; writes
+# bench/results/<date>-<commit>.md and latest.md. Root; about 10 minutes.
+bench: build
+	$(GO) run ./bench/cmd/bench -bin $(CURDIR)/$(BIN) -out bench/results
+
+# The same harness with tiny loads (seconds); make test runs it too, as
+# bench/harness's TestSmoke.
+bench-smoke: build
+	BULKHEAD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run '^TestSmoke$$' ./bench/harness
 
 clean:
 	rm -rf $(BIN)
