@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // FuzzParseRequest checks, for any input read as a DNS-over-TCP request
@@ -22,8 +23,8 @@ func fuzzParse(f *testing.F, dir l7.Dir, cases []parseCase, ext string) {
 	for _, c := range cases {
 		f.Add(c.in)
 	}
-	for _, name := range recordings(f, ext) {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ext) {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 8<<10 {
@@ -131,13 +132,13 @@ func FuzzParseDatagram(f *testing.F) {
 			f.Add(c.in[2:], true)
 		}
 	}
-	for _, name := range recordings(f, ".req") {
-		for _, d := range datagrams(f, readFile(f, name)) {
+	for _, name := range l7test.Recordings(f, ".req") {
+		for _, d := range datagrams(f, l7test.ReadFile(f, name)) {
 			f.Add(d, false)
 		}
 	}
-	for _, name := range recordings(f, ".reply") {
-		for _, d := range datagrams(f, readFile(f, name)) {
+	for _, name := range l7test.Recordings(f, ".reply") {
+		for _, d := range datagrams(f, l7test.ReadFile(f, name)) {
 			f.Add(d, true)
 		}
 	}

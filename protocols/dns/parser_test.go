@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -49,6 +50,8 @@ func (r result) String() string {
 	return fmt.Sprintf("%v %d {%v verb=%q res=%q aux=%q args=%d %+v err=%v partial=%v unordered=%v}",
 		r.Op, r.N, r.Dir, r.Verb, r.Resource, r.Aux, r.Args, q, r.IsErr, r.Partial, r.Unordered)
 }
+
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
 
 func resultOf(op l7.Op, n int, err error, f *l7.Frame) result {
 	if err != nil {
@@ -134,33 +137,14 @@ func within(data, v []byte) bool {
 	return v0 >= d0 && v0 < d0+uintptr(len(data))
 }
 
-// stream parses a whole byte stream the way the proxy does: the input
-// arrives in chunks ending at the given offsets (ascending, the last one
-// len(data)); after each chunk, Parse is called on the unconsumed bytes
-// until it asks for more. It returns every answer but the OpMore ones made
-// before the stream ended, and the final one.
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
+}
+
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 func wholeStream(t testing.TB, dir l7.Dir, data []byte) []result {
@@ -543,30 +527,15 @@ func TestOneByteAtATime(t *testing.T) {
 			cases = replyCases
 		}
 		msgs := complete(cases)
-		for _, name := range recordings(t, dirExt(dir)) {
+		for _, name := range l7test.Recordings(t, dirExt(dir)) {
 			if strings.Contains(name, "-tcp-") {
-				msgs[filepath.Base(name)] = firstMessage(readFile(t, name))
+				msgs[filepath.Base(name)] = firstMessage(l7test.ReadFile(t, name))
 			}
 		}
 		for name, msg := range msgs {
 			t.Run(dir.String()+"/"+name, func(t *testing.T) {
 				want := parse(t, NewParser(), dir, msg)
-				p := NewParser()
-				for k := 0; k < len(msg); k++ {
-					got := parse(t, p, dir, msg[:k])
-					if got.Op != l7.OpMore || got.Err != nil {
-						t.Fatalf("prefix %q: %v, want more", msg[:k], got)
-					}
-					if k+got.N > len(msg) {
-						t.Fatalf("prefix %q: more %d overshoots the %d-byte message", msg[:k], got.N, len(msg))
-					}
-					if k >= 2 && k+got.N != len(msg) {
-						t.Fatalf("prefix of %d: more %d, want exactly %d", k, got.N, len(msg)-k)
-					}
-				}
-				if got := parse(t, p, dir, msg); got != want {
-					t.Fatalf("after feeding bytes one by one: %v, want %v", got, want)
-				}
+				l7test.BytewiseWith(t, parser(NewParser(), dir), msg, want, l7test.Feed{ExactFrom: 2})
 			})
 		}
 	}
@@ -595,28 +564,10 @@ func corpus(t *testing.T, dir l7.Dir) []byte {
 			b.Write(c.in[:c.want.N])
 		}
 	}
-	for _, name := range recordings(t, dirExt(dir)) {
-		b.Write(readFile(t, name)) // UDP recordings are length-prefixed too
+	for _, name := range l7test.Recordings(t, dirExt(dir)) {
+		b.Write(l7test.ReadFile(t, name)) // UDP recordings are length-prefixed too
 	}
 	return b.Bytes()
-}
-
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestEverySplitPoint cuts a long pipeline in two at every offset: the
@@ -626,18 +577,8 @@ func TestEverySplitPoint(t *testing.T) {
 		t.Run(dir.String(), func(t *testing.T) {
 			data := corpus(t, dir)
 			want := wholeStream(t, dir, data)
-			if last := want[len(want)-1]; last.Err != nil || last.Op != l7.OpMore {
-				t.Fatalf("corpus does not end on a message boundary: %v", last)
-			}
-			if len(want) < 25 {
-				t.Fatalf("corpus holds only %d messages", len(want))
-			}
-			for s := 1; s < len(data); s++ {
-				got := stream(t, NewParser(), dir, data, []int{s, len(data)})
-				if !slices.Equal(got, want) {
-					t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-				}
-			}
+			l7test.CheckCorpus(t, want, 25)
+			l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, nil)
 		})
 	}
 }
@@ -649,36 +590,9 @@ func TestRandomChunks(t *testing.T) {
 		t.Run(dir.String(), func(t *testing.T) {
 			data := corpus(t, dir)
 			want := wholeStream(t, dir, data)
-			for range 200 {
-				var ends []int
-				for e := 0; e < len(data); {
-					e = min(len(data), e+1+rng.IntN(40))
-					ends = append(ends, e)
-				}
-				got := stream(t, NewParser(), dir, data, ends)
-				if !slices.Equal(got, want) {
-					t.Fatalf("chunks ending at %v:\n%s", ends, diffResults(got, want))
-				}
-			}
+			l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, 40, 200, nil)
 		})
 	}
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
 }
 
 // datagrams splits a UDP recording: the relay wrote each datagram after
@@ -702,8 +616,8 @@ func datagrams(t testing.TB, b []byte) [][]byte {
 // the final OpMore of a stream).
 func exchange(t *testing.T, name string) (reqs, reps []result, p *Parser) {
 	t.Helper()
-	rq := readFile(t, filepath.Join("testdata", "dig-9.18-"+name+".req"))
-	rp := readFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply"))
+	rq := l7test.ReadFile(t, filepath.Join("testdata", "dig-9.18-"+name+".req"))
+	rp := l7test.ReadFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply"))
 	p = NewParser()
 	if strings.HasPrefix(name, "udp-") {
 		for _, d := range datagrams(t, rq) {
@@ -764,7 +678,7 @@ func TestRecorded(t *testing.T) {
 		"tcp-ixfr":               {verb: "IXFR", res: "zone.test", edns: true, noRD: true, replyErr: true},
 	}
 	seen := 0
-	for _, file := range recordings(t, ".req") {
+	for _, file := range l7test.Recordings(t, ".req") {
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(file), "dig-9.18-"), ".req")
 		w, ok := cases[name]
 		if !ok {
@@ -811,7 +725,7 @@ func TestRecorded(t *testing.T) {
 // a length prefix).
 func replyBytes(t *testing.T, name string, i int) []byte {
 	t.Helper()
-	b := readFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply"))
+	b := l7test.ReadFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply"))
 	for k := 0; ; k++ {
 		n := int(be16(b))
 		if k == i {
@@ -912,7 +826,7 @@ func TestAnswers(t *testing.T) {
 		// The first response of the recording, alone: after a stream's
 		// final OpMore there is nothing to report.
 		p := NewParser()
-		rec := firstMessage(readFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply")))
+		rec := firstMessage(l7test.ReadFile(t, filepath.Join("testdata", "dnsmasq-2.90-"+name+".reply")))
 		if strings.HasPrefix(name, "udp-") {
 			parseDatagram(t, p, l7.DirReply, rec[2:])
 		} else {
@@ -1179,8 +1093,8 @@ func TestDenyEveryRecordedQuery(t *testing.T) {
 		}
 		checkDeny(t, DenyDatagram(nil, &f, "l7_not_allowed"), &f, "l7_not_allowed")
 	}
-	for _, name := range recordings(t, ".req") {
-		b := readFile(t, name)
+	for _, name := range l7test.Recordings(t, ".req") {
+		b := l7test.ReadFile(t, name)
 		for len(b) > 0 {
 			n := 2 + int(be16(b))
 			var f l7.Frame
@@ -1241,8 +1155,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if strings.Contains(name, "-tcp-") && !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if strings.Contains(name, "-tcp-") && !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
@@ -1361,8 +1275,8 @@ func BenchmarkParseRequest(b *testing.B) {
 func BenchmarkParseReply(b *testing.B) {
 	var data []byte
 	frames := 0
-	for _, name := range recordings(b, ".reply") {
-		rec := readFile(b, name)
+	for _, name := range l7test.Recordings(b, ".reply") {
+		rec := l7test.ReadFile(b, name)
 		data = append(data, rec...)
 		for len(rec) > 0 {
 			rec = rec[2+int(be16(rec)):]

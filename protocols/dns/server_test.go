@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // dnsmasqArgs is the configuration the recordings in testdata were made
@@ -560,9 +561,9 @@ func TestPipelinedQueries(t *testing.T) {
 // per query (TCP) and that each datagram is answered (UDP).
 func TestRecordingsAgainstDnsmasq(t *testing.T) {
 	addr := startDnsmasq(t)
-	for _, name := range recordings(t, ".req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		t.Run(filepath.Base(name), func(t *testing.T) {
-			req := readFile(t, name)
+			req := l7test.ReadFile(t, name)
 			if strings.Contains(name, "-udp-") {
 				for _, d := range datagrams(t, req) {
 					reply, err := exchangeUDP(addr, d)

@@ -2,10 +2,12 @@ package http1
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // FuzzParseRequest checks, for any input read as a request stream: no
@@ -22,7 +24,7 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	}
 	for _, name := range recordings(f) {
-		f.Add(readFile(f, "testdata/curl-7.88-"+name+".req"))
+		f.Add(l7test.ReadFile(f, "testdata/curl-7.88-"+name+".req"))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 8<<10 {
@@ -51,7 +53,7 @@ func FuzzParseReply(f *testing.F) {
 		}
 	}
 	for _, name := range recordings(f) {
-		f.Add(readFile(f, "testdata/curl-7.88-"+name+".req"), readFile(f, "testdata/nginx-1.22-"+name+".reply"))
+		f.Add(l7test.ReadFile(f, "testdata/curl-7.88-"+name+".req"), l7test.ReadFile(f, "testdata/nginx-1.22-"+name+".reply"))
 	}
 	f.Fuzz(func(t *testing.T, reqs, data []byte) {
 		if len(reqs)+len(data) > 8<<10 {
@@ -78,8 +80,8 @@ func checkSplits(t *testing.T, reqs []byte, dir l7.Dir, data []byte, want []resu
 	step := 1 + len(data)/32 // bounds the work on large inputs
 	for s := 1; s < len(data); s += step {
 		got := canon(stream(t, fresh(), dir, data, []int{s, len(data)}))
-		if !equalResults(got, want) {
-			t.Fatalf("%q cut at %d:\n%s", data, s, diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q cut at %d:\n%s", data, s, l7test.Diff(got, want))
 		}
 	}
 	if len(data) > 0 && len(data) <= 1024 {
@@ -88,8 +90,8 @@ func checkSplits(t *testing.T, reqs []byte, dir l7.Dir, data []byte, want []resu
 			ends[i] = i + 1
 		}
 		got := canon(stream(t, fresh(), dir, data, ends))
-		if !equalResults(got, want) {
-			t.Fatalf("%q one byte at a time:\n%s", data, diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q one byte at a time:\n%s", data, l7test.Diff(got, want))
 		}
 	}
 }

@@ -8,13 +8,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"unsafe"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -48,6 +49,8 @@ func (r result) String() string {
 		r.N, r.Dir, r.Verb, r.Resource, r.Aux, r.IsErr, r.Partial)
 }
 
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
 func resultOf(op l7.Op, n int, err error, f *l7.Frame) result {
 	if err != nil {
 		return result{Err: err}
@@ -73,86 +76,34 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 
 func checkAnswer(t testing.TB, p *Parser, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
 	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
+	l7test.Check{Pass: true, ViewOK: func(field string, msg, v []byte) bool {
+		switch field {
+		case "resource":
+			return l7test.Within(msg, v) || l7test.Within(p.path[:], v)
+		case "aux":
+			return l7test.Within(msg, v) || l7test.Within(p.host[:], v)
 		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpPass:
-		if n != 0 {
-			t.Fatalf("%q: OpPass with n = %d", data, n)
-		}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("%q: frame dir %v, want %v", data, f.Dir, dir)
-		}
-		if !within(data[:n], f.Verb) {
-			t.Fatalf("%q: verb %q is not a view of the message", data, f.Verb)
-		}
-		if !within(data[:n], f.Resource) && !within(p.path[:], f.Resource) {
-			t.Fatalf("%q: resource %q is neither a view of the message nor of the scratch", data, f.Resource)
-		}
-		if !within(data[:n], f.Aux) && !within(p.host[:], f.Aux) {
-			t.Fatalf("%q: aux %q is neither a view of the message nor of the scratch", data, f.Aux)
-		}
-		if len(f.Verb) > l7.MaxVerb || len(f.Resource) > MaxPath || len(f.Aux) > MaxHost {
-			t.Fatalf("%q: field over its limit", data)
-		}
-		if op == l7.OpSkip && (f.Verb != nil || f.Resource != nil || f.Partial) {
-			t.Fatalf("%q: OpSkip with fields set: %+v", data, f)
-		}
-	default:
-		t.Fatalf("%q: unknown op %v", data, op)
+		return l7test.Within(msg, v)
+	}}.Answer(t, dir, data, op, n, err, f)
+	if err != nil || (op != l7.OpFrame && op != l7.OpSkip) {
+		return
+	}
+	if len(f.Resource) > MaxPath || len(f.Aux) > MaxHost {
+		t.Fatalf("%q: field over its limit", data)
+	}
+	if op == l7.OpSkip && (f.Verb != nil || f.Resource != nil || f.Partial) {
+		t.Fatalf("%q: OpSkip with fields set: %+v", data, f)
 	}
 }
 
-// within reports whether v is empty or a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
-	}
-	if len(data) == 0 {
-		return false
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
 }
 
-// stream parses a byte stream the way the proxy does: the input arrives in
-// chunks ending at the given offsets (ascending, the last len(data)); after
-// each chunk, Parse is called on the unconsumed bytes until it asks for
-// more. It returns every answer but the OpMore ones made before the stream
-// ended; an error or OpPass ends it.
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil || r.Op == l7.OpPass {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 func whole(t testing.TB, p *Parser, dir l7.Dir, data []byte) []result {
@@ -559,8 +510,8 @@ func TestStreams(t *testing.T) {
 				}
 				got = got[:len(got)-1]
 			}
-			if !equalResults(got, c.want) {
-				t.Fatalf("\n%s", diffResults(got, c.want))
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("\n%s", l7test.Diff(got, c.want))
 			}
 		})
 	}
@@ -596,18 +547,7 @@ func TestOneByteAtATime(t *testing.T) {
 			msg := []byte(c.in[:want.N])
 			t.Run(set.dir.String()+"/"+c.name, func(t *testing.T) {
 				pr := streamCase{ctx: c.ctx}.parser(t)
-				for k := 0; k < len(msg); k++ {
-					got := parse(t, pr, set.dir, msg[:k])
-					if got.Op != l7.OpMore || got.Err != nil {
-						t.Fatalf("prefix %q: %v, want more", msg[:k], got)
-					}
-					if k+got.N > len(msg) {
-						t.Fatalf("prefix %q: more %d overshoots the %d-byte head", msg[:k], got.N, len(msg))
-					}
-				}
-				if got := parse(t, pr, set.dir, msg); got != want {
-					t.Fatalf("after feeding bytes one by one: %v, want %v", got, want)
-				}
+				l7test.Bytewise(t, parser(pr, set.dir), msg, want)
 			})
 		}
 	}
@@ -620,8 +560,8 @@ func TestOneByteAtATime(t *testing.T) {
 				ends[i] = i + 1
 			}
 			got := canon(stream(t, c.parser(t), c.dir, data, ends))
-			if !equalResults(got, want) {
-				t.Fatalf("one byte at a time:\n%s", diffResults(got, want))
+			if !slices.Equal(got, want) {
+				t.Fatalf("one byte at a time:\n%s", l7test.Diff(got, want))
 			}
 		})
 	}
@@ -646,7 +586,7 @@ func corpus(t testing.TB) (reqs, reps, allReqs []byte) {
 	}
 	var lastReq, lastRep []byte
 	for _, name := range recordings(t) {
-		rq, rp := readFile(t, "testdata/curl-7.88-"+name+".req"), readFile(t, "testdata/nginx-1.22-"+name+".reply")
+		rq, rp := l7test.ReadFile(t, "testdata/curl-7.88-"+name+".req"), l7test.ReadFile(t, "testdata/nginx-1.22-"+name+".reply")
 		if name == "upgrade-websocket" {
 			lastReq, lastRep = rq, rp
 			continue
@@ -674,15 +614,6 @@ func recordings(t testing.TB) []string {
 	return out
 }
 
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestEverySplitPoint cuts the corpus in two at every offset: the frames,
 // where they end and the final answer must be those of the uncut stream.
 // Replies are parsed after the whole request stream, as they answer it.
@@ -708,12 +639,7 @@ func TestEverySplitPoint(t *testing.T) {
 			if len(want) < 30 {
 				t.Fatalf("corpus holds only %d frames", len(want))
 			}
-			for s := 1; s < len(data); s++ {
-				got := canon(stream(t, fresh(), dir, data, []int{s, len(data)}))
-				if !equalResults(got, want) {
-					t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-				}
-			}
+			l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(fresh(), dir) }, data, want, canon)
 		})
 	}
 }
@@ -736,48 +662,9 @@ func TestRandomChunks(t *testing.T) {
 				return p
 			}
 			want := canon(whole(t, fresh(), dir, data))
-			for range 200 {
-				var ends []int
-				for e := 0; e < len(data); {
-					e = min(len(data), e+1+rng.IntN(64))
-					ends = append(ends, e)
-				}
-				got := canon(stream(t, fresh(), dir, data, ends))
-				if !equalResults(got, want) {
-					t.Fatalf("chunks ending at %v:\n%s", ends, diffResults(got, want))
-				}
-			}
+			l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(fresh(), dir) }, data, want, 64, 200, canon)
 		})
 	}
-}
-
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
 }
 
 // finals counts request frames, or final (not Partial) reply frames.
@@ -822,8 +709,8 @@ func TestRecorded(t *testing.T) {
 	for _, name := range recordings(t) {
 		t.Run(name, func(t *testing.T) {
 			p := NewParser()
-			rq := whole(t, p, l7.DirRequest, readFile(t, "testdata/curl-7.88-"+name+".req"))
-			rp := whole(t, p, l7.DirReply, readFile(t, "testdata/nginx-1.22-"+name+".reply"))
+			rq := whole(t, p, l7.DirRequest, l7test.ReadFile(t, "testdata/curl-7.88-"+name+".req"))
+			rp := whole(t, p, l7.DirReply, l7test.ReadFile(t, "testdata/nginx-1.22-"+name+".reply"))
 			if last := rq[len(rq)-1]; last.Err != nil || last.Op != l7.OpMore {
 				t.Fatalf("requests do not end on a message boundary: %v", rq)
 			}
@@ -834,16 +721,16 @@ func TestRecorded(t *testing.T) {
 				t.Fatalf("%d requests, %d final replies:\n%v\n%v", nq, np, rq, rp)
 			}
 			c := cases[name]
-			if c.reqs != nil && !equalResults(rq[:len(rq)-1], c.reqs) {
-				t.Fatalf("requests:\n%s", diffResults(rq[:len(rq)-1], c.reqs))
+			if c.reqs != nil && !slices.Equal(rq[:len(rq)-1], c.reqs) {
+				t.Fatalf("requests:\n%s", l7test.Diff(rq[:len(rq)-1], c.reqs))
 			}
 			if c.reps != nil {
 				got := rp
 				if got[len(got)-1].Op == l7.OpMore {
 					got = got[:len(got)-1]
 				}
-				if !equalResults(got, c.reps) {
-					t.Fatalf("replies:\n%s", diffResults(got, c.reps))
+				if !slices.Equal(got, c.reps) {
+					t.Fatalf("replies:\n%s", l7test.Diff(got, c.reps))
 				}
 			}
 		})
@@ -882,8 +769,8 @@ func TestDenied(t *testing.T) {
 	p.Denied(&f) // a second call changes nothing
 	whole(t, p, l7.DirRequest, []byte(ctxGet))
 	got := whole(t, p, l7.DirReply, []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"))
-	if want := []result{part(38, false), rep(3, false), more(2)}; !equalResults(got, want) {
-		t.Fatalf("after a denied HEAD:\n%s", diffResults(got, want))
+	if want := []result{part(38, false), rep(3, false), more(2)}; !slices.Equal(got, want) {
+		t.Fatalf("after a denied HEAD:\n%s", l7test.Diff(got, want))
 	}
 
 	// GET forwarded, upgrade denied: a later 101 is not an answer to it.
@@ -1273,7 +1160,7 @@ func TestSniff(t *testing.T) {
 		})
 	}
 	for _, name := range recordings(t) {
-		if !Sniff(readFile(t, "testdata/curl-7.88-"+name+".req")) {
+		if !Sniff(l7test.ReadFile(t, "testdata/curl-7.88-"+name+".req")) {
 			t.Errorf("Sniff does not recognise curl's %s", name)
 		}
 	}
@@ -1281,7 +1168,7 @@ func TestSniff(t *testing.T) {
 
 func TestZeroAllocations(t *testing.T) {
 	requests := map[string]string{
-		"get":        string(readFile(t, "testdata/curl-7.88-get.req")),
+		"get":        string(l7test.ReadFile(t, "testdata/curl-7.88-get.req")),
 		"normalise":  get("/a/./b/../%63;p=1//d?x=1"),
 		"absolute":   "GET http://Example.COM/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
 		"connect":    ctxConnect,
@@ -1289,8 +1176,8 @@ func TestZeroAllocations(t *testing.T) {
 		"incomplete": "GET /a HTTP/1.1\r\nHost: exa",
 	}
 	replies := map[string]string{
-		"keepalive":  string(readFile(t, "testdata/nginx-1.22-keepalive.reply")),
-		"chunked":    string(readFile(t, "testdata/nginx-1.22-gzip-chunked.reply")),
+		"keepalive":  string(l7test.ReadFile(t, "testdata/nginx-1.22-keepalive.reply")),
+		"chunked":    string(l7test.ReadFile(t, "testdata/nginx-1.22-gzip-chunked.reply")),
 		"interim":    "HTTP/1.1 100 Continue\r\n\r\n",
 		"incomplete": "HTTP/1.1 200 OK\r\nContent-Le",
 	}
@@ -1375,7 +1262,7 @@ func benchStream(b *testing.B, dir l7.Dir, reqs, data []byte, frames int) {
 }
 
 func BenchmarkParseRequest(b *testing.B) {
-	curl := readFile(b, "testdata/curl-7.88-get.req")
+	curl := l7test.ReadFile(b, "testdata/curl-7.88-get.req")
 	var pipeline []byte
 	for i := range 16 {
 		pipeline = append(pipeline, get(fmt.Sprintf("/api/v1/users/%d/orders?page=2", i))...)
@@ -1406,7 +1293,7 @@ func BenchmarkParseReply(b *testing.B) {
 	var reqs, reps []byte
 	frames := 0
 	for _, name := range []string{"get", "keepalive", "head", "304", "404", "gzip-chunked", "post-expect"} {
-		rq, rp := readFile(b, "testdata/curl-7.88-"+name+".req"), readFile(b, "testdata/nginx-1.22-"+name+".reply")
+		rq, rp := l7test.ReadFile(b, "testdata/curl-7.88-"+name+".req"), l7test.ReadFile(b, "testdata/nginx-1.22-"+name+".reply")
 		reqs = append(reqs, rq...)
 		reps = append(reps, rp...)
 		frames += finals(whole(b, NewParser(), l7.DirRequest, rq))
@@ -1425,7 +1312,7 @@ func BenchmarkDeny(b *testing.B) {
 }
 
 func BenchmarkSniff(b *testing.B) {
-	in := readFile(b, "testdata/curl-7.88-get.req")
+	in := l7test.ReadFile(b, "testdata/curl-7.88-get.req")
 	b.ReportAllocs()
 	for b.Loop() {
 		if !Sniff(in) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 const echoModule = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -174,7 +175,7 @@ func TestRecordingsAgainstNginx(t *testing.T) {
 	sock := startNginx(t)
 	for _, name := range recordings(t) {
 		t.Run(name, func(t *testing.T) {
-			reqs := readFile(t, "testdata/curl-7.88-"+name+".req")
+			reqs := l7test.ReadFile(t, "testdata/curl-7.88-"+name+".req")
 			p := NewParser()
 			rq := whole(t, p, l7.DirRequest, reqs)
 			want := finals(rq)

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // FuzzParseRequest checks, for any input read as a request stream: no
@@ -20,8 +21,8 @@ func FuzzParseRequest(f *testing.F) {
 	for _, c := range requestCases() {
 		f.Add(c.in)
 	}
-	for _, name := range recordings(f, ".req") {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ".req") {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 8<<10 {
@@ -35,7 +36,7 @@ func FuzzParseRequest(f *testing.F) {
 // FuzzParseReply parses reqs as requests (up to the first error), then
 // reps as their replies, with the same checks.
 func FuzzParseReply(f *testing.F) {
-	for _, name := range recordings(f, ".req") {
+	for _, name := range l7test.Recordings(f, ".req") {
 		base := strings.TrimSuffix(filepath.Base(name), ".req")
 		q, r := recordedPair(f, base)
 		f.Add(q, r)

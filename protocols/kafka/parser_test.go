@@ -14,11 +14,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -72,76 +72,26 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 
 func checkAnswer(t testing.TB, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
 	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%x: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%x: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%x: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("%x: frame dir %v, want %v", data, f.Dir, dir)
-		}
-		if len(f.Verb) > l7.MaxVerb {
-			t.Fatalf("%x: verb of %d bytes", data, len(f.Verb))
-		}
-		if !within(data[:n], f.Aux) {
-			t.Fatalf("%x: aux %q is not a view of the message", data, f.Aux)
-		}
-		if dir == l7.DirReply && (len(f.Verb) > 0 || f.Resource != nil) {
-			t.Fatalf("%x: reply frame with verb %q resource %q", data, f.Verb, f.Resource)
-		}
-	default:
-		t.Fatalf("%x: unknown op %v", data, op)
+	// Verb and topics may be the parser's own (names of API keys, topics
+	// resolved from ids); Aux is a view of the message.
+	l7test.Check{ViewOK: func(field string, msg, v []byte) bool {
+		return field != "aux" || l7test.Within(msg, v)
+	}}.Answer(t, dir, data, op, n, err, f)
+	if err == nil && op != l7.OpMore && dir == l7.DirReply && (len(f.Verb) > 0 || f.Resource != nil) {
+		t.Fatalf("%x: reply frame with verb %q resource %q", data, f.Verb, f.Resource)
 	}
 }
 
-// within reports whether v is empty or a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
-	}
-	if len(data) == 0 {
-		return false
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
 }
 
-// stream parses a byte stream the way the proxy does: the input arrives in
-// chunks ending at the given offsets (ascending, the last one len(data));
-// after each chunk Parse is called on the unconsumed bytes until it asks
-// for more. It returns every answer but the OpMore ones made before the
-// stream ended, and the final one.
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 // feed parses the whole of data as one chunk.
@@ -150,33 +100,28 @@ func feed(t testing.TB, p *Parser, dir l7.Dir, data []byte) []result {
 	return stream(t, p, dir, data, []int{len(data)})
 }
 
-// message is a normalised answer: a frame with the skips that follow it
-// (request bodies) or precede it (reply pieces) folded into its length,
-// so that streams cut differently compare equal.
-type message struct {
-	r result
-	n int
-}
-
-func normalize(dir l7.Dir, rs []result) []message {
-	var out []message
+// normalize reduces answers to messages: a frame with the skips that
+// follow it (request bodies) or precede it (reply pieces) folded into its
+// length N, so that streams cut differently compare equal. OpMore keeps
+// no count: it depends on where the stream ends.
+func normalize(dir l7.Dir, rs []result) []result {
+	var out []result
 	skipped := 0
 	for _, r := range rs {
 		switch {
 		case r.Err != nil || r.Op == l7.OpMore:
 			if r.Op == l7.OpMore {
-				r.N = 0 // the count depends on where the stream ends
+				r.N = 0
 			}
-			out = append(out, message{r: r})
+			out = append(out, r)
 		case r.Op == l7.OpSkip && dir == l7.DirRequest && len(out) > 0:
-			out[len(out)-1].n += r.N
+			out[len(out)-1].N += r.N
 		case r.Op == l7.OpSkip:
 			skipped += r.N
 		default:
-			m := message{r: r, n: r.N + skipped}
-			m.r.N = 0
+			r.N += skipped
 			skipped = 0
-			out = append(out, m)
+			out = append(out, r)
 		}
 	}
 	return out
@@ -564,19 +509,8 @@ func TestOneByteAtATime(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			want := parse(t, NewParser(), l7.DirRequest, msg)
 			p := NewParser()
-			k := 0
-			for ; k < want.N; k++ {
-				got := parse(t, p, l7.DirRequest, msg[:k])
-				if got.Op != l7.OpMore {
-					t.Fatalf("prefix %d: %v, want more", k, got)
-				}
-				if k+got.N > want.N {
-					t.Fatalf("prefix %d: more %d overshoots the %d-byte frame", k, got.N, want.N)
-				}
-			}
-			if got := parse(t, p, l7.DirRequest, msg[:k]); got != want {
-				t.Fatalf("after bytes one by one: %v, want %v", got, want)
-			}
+			l7test.Bytewise(t, parser(p, l7.DirRequest), msg[:want.N], want)
+			k := want.N
 			for ; k < len(msg); k++ {
 				if got := parse(t, p, l7.DirRequest, msg[k:k+1]); got != skip(l7.DirRequest, 1) {
 					t.Fatalf("body byte %d: %v", k, got)
@@ -612,29 +546,11 @@ func NewParserPrimed(t testing.TB, reqs []byte) *Parser {
 	return p
 }
 
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // recordedPair returns the request and reply streams of one recorded
 // connection.
 func recordedPair(t testing.TB, base string) (reqs, reps []byte) {
 	t.Helper()
-	return readFile(t, filepath.Join("testdata", base+".req")), readFile(t, filepath.Join("testdata", "kfake-"+base+".reply"))
+	return l7test.ReadFile(t, filepath.Join("testdata", base+".req")), l7test.ReadFile(t, filepath.Join("testdata", "kfake-"+base+".reply"))
 }
 
 // corpus is the recorded connections' requests, one after another, and
@@ -642,7 +558,7 @@ func recordedPair(t testing.TB, base string) (reqs, reps []byte) {
 func corpus(t testing.TB, bases ...string) (reqs, reps []byte) {
 	t.Helper()
 	if bases == nil {
-		for _, name := range recordings(t, ".req") {
+		for _, name := range l7test.Recordings(t, ".req") {
 			bases = append(bases, strings.TrimSuffix(filepath.Base(name), ".req"))
 		}
 	}
@@ -673,18 +589,14 @@ func TestEverySplitPoint(t *testing.T) {
 				fresh = func() *Parser { return NewParserPrimedQuiet(reqs) }
 			}
 			want := normalize(dir, stream(t, fresh(), dir, data, []int{len(data)}))
-			if last := want[len(want)-1]; last.r.Err != nil || last.r.Op != l7.OpMore {
+			if last := want[len(want)-1]; last.Err != nil || last.Op != l7.OpMore {
 				t.Fatalf("corpus does not end on a message boundary: %v", last)
 			}
 			if len(want) < 40 {
 				t.Fatalf("corpus holds only %d messages", len(want))
 			}
-			for s := 1; s < len(data); s++ {
-				got := normalize(dir, stream(t, fresh(), dir, data, []int{s, len(data)}))
-				if !slices.Equal(got, want) {
-					t.Fatalf("split at %d: %d answers, want %d", s, len(got), len(want))
-				}
-			}
+			l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(fresh(), dir) }, data, want,
+				func(rs []result) []result { return normalize(dir, rs) })
 		})
 	}
 }
@@ -715,16 +627,10 @@ func TestRandomChunks(t *testing.T) {
 			fresh = func() *Parser { return NewParserPrimedQuiet(reqs) }
 		}
 		want := normalize(dir, stream(t, fresh(), dir, data, []int{len(data)}))
-		for range 100 {
-			var ends []int
-			for e := 0; e < len(data); {
-				e = min(len(data), e+1+rng.IntN(300))
-				ends = append(ends, e)
-			}
-			if got := normalize(dir, stream(t, fresh(), dir, data, ends)); !slices.Equal(got, want) {
-				t.Fatalf("%v: chunks ending at %v differ", dir, ends)
-			}
-		}
+		t.Run(dir.String(), func(t *testing.T) {
+			l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(fresh(), dir) }, data, want, 300, 100,
+				func(rs []result) []result { return normalize(dir, rs) })
+		})
 	}
 }
 
@@ -737,7 +643,7 @@ func TestRandomChunks(t *testing.T) {
 // clients named resolves to its name.
 func TestRecorded(t *testing.T) {
 	runs := map[string][]string{}
-	for _, name := range recordings(t, ".req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		base := strings.TrimSuffix(filepath.Base(name), ".req")
 		run := base[:strings.LastIndex(base, "-c")]
 		runs[run] = append(runs[run], base)
@@ -989,8 +895,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}

@@ -12,9 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -47,6 +47,8 @@ func (r result) String() string {
 		r.Op, r.N, r.Dir, r.Verb, r.Res, r.Overflow, r.Args, r.NoReply, r.Unord, r.Partial, r.IsErr)
 }
 
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
 func resultOf(op l7.Op, n int, err error, f *l7.Frame) result {
 	if err != nil {
 		return result{Err: err}
@@ -71,90 +73,35 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 
 func checkAnswer(t testing.TB, p *Parser, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
 	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("%q: frame dir %v, want %v", data, f.Dir, dir)
-		}
-		if !viewOK(p, data[:n], f.Verb, true) || !viewOK(p, data[:n], f.Resource, false) || !viewOK(p, data[:n], f.Aux, false) {
-			t.Fatalf("%q: verb %q, resource %q or aux %q is not a view of the message", data, f.Verb, f.Resource, f.Aux)
-		}
-		for i := 0; i < f.NMore; i++ {
-			if !viewOK(p, data[:n], f.More[i], false) {
-				t.Fatalf("%q: key %q is not a view of the message", data, f.More[i])
-			}
-		}
-		if len(f.Verb) > l7.MaxVerb || f.NMore > len(f.More) {
-			t.Fatalf("%q: verb of %d bytes, %d more keys", data, len(f.Verb), f.NMore)
-		}
-		if dir == l7.DirReply && (len(f.Verb) > 0 || len(f.Resource) > 0) {
-			t.Fatalf("%q: reply with verb %q or resource %q", data, f.Verb, f.Resource)
-		}
-		if op == l7.OpSkip && (len(f.Verb) > 0 || f.Partial || f.NoReply) {
-			t.Fatalf("%q: skip with frame fields set: %+v", data, f)
-		}
-	default:
-		t.Fatalf("%q: unknown op %v", data, op)
+	l7test.Check{ViewOK: func(field string, msg, v []byte) bool { return viewOK(p, msg, v, field == "verb") }}.Answer(t, dir, data, op, n, err, f)
+	if err != nil || (op != l7.OpFrame && op != l7.OpSkip) {
+		return
+	}
+	if dir == l7.DirReply && (len(f.Verb) > 0 || len(f.Resource) > 0) {
+		t.Fatalf("%q: reply with verb %q or resource %q", data, f.Verb, f.Resource)
+	}
+	if op == l7.OpSkip && (len(f.Verb) > 0 || f.Partial || f.NoReply) {
+		t.Fatalf("%q: skip with frame fields set: %+v", data, f)
 	}
 }
 
 // viewOK reports whether v is empty, a view of msg or of the parser's key
 // buffer, or (for a verb) a binary opcode name.
 func viewOK(p *Parser, msg, v []byte, verb bool) bool {
-	if len(v) == 0 || within(msg, v) || within(p.key[:], v) {
+	if len(v) == 0 || l7test.Within(msg, v) || l7test.Within(p.key[:], v) {
 		return true
 	}
-	return verb && within(opcodeNames, v)
+	return verb && l7test.Within(opcodeNames, v)
 }
 
-// within reports whether v is a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(data) == 0 || len(v) == 0 {
-		return false
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
 }
 
-// stream parses a byte stream the way the proxy does: the input arrives in
-// chunks ending at the given offsets (ascending, the last one len(data));
-// after each chunk, Parse is called on the unconsumed bytes until it asks
-// for more. It returns every answer but the OpMore ones made before the
-// stream ended, and the final one.
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 // normalize merges runs of OpSkip (how much of a value one call skips
@@ -622,8 +569,8 @@ func TestStreams(t *testing.T) {
 				}
 				got = got[:len(got)-1]
 			}
-			if !equalResults(got, c.want) {
-				t.Fatalf("whole:\n%s", diffResults(got, c.want))
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("whole:\n%s", l7test.Diff(got, c.want))
 			}
 			checkSplits(t, c.dir, []byte(c.in), Limits{}, whole)
 		})
@@ -683,8 +630,8 @@ func TestOneByteAtATime(t *testing.T) {
 					ends[i] = i + 1
 				}
 				got := stream(t, NewParser(), dir, msg, ends)
-				if !equalResults(normalize(got), normalize(whole)) {
-					t.Fatalf("fed one byte at a time:\n%s", diffResults(normalize(got), normalize(whole)))
+				if !slices.Equal(normalize(got), normalize(whole)) {
+					t.Fatalf("fed one byte at a time:\n%s", l7test.Diff(normalize(got), normalize(whole)))
 				}
 				checkSplits(t, dir, msg, Limits{}, whole)
 			})
@@ -752,8 +699,8 @@ func checkSplits(t testing.TB, dir l7.Dir, data []byte, lim Limits, whole []resu
 	}
 done:
 	g, w := normalize(got), normalize(whole)
-	if !equalResults(g, w) {
-		t.Fatalf("%q in steps of %d:\n%s", data, step, diffResults(g, w))
+	if !slices.Equal(g, w) {
+		t.Fatalf("%q in steps of %d:\n%s", data, step, l7test.Diff(g, w))
 	}
 }
 
@@ -774,8 +721,8 @@ func corpus(t *testing.T, dir l7.Dir, binaryForm bool, maxRecording int) []byte 
 			b.Write(msg)
 		}
 	}
-	for _, name := range recordings(t, ext) {
-		rec := readFile(t, name)
+	for _, name := range l7test.Recordings(t, ext) {
+		rec := l7test.ReadFile(t, name)
 		if (rec[0] == magic) == binaryForm && len(rec) <= maxRecording {
 			b.Write(rec)
 		}
@@ -797,24 +744,6 @@ func sortedValues(m map[string][]byte) [][]byte {
 	return out
 }
 
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestEverySplitPoint cuts long streams in two at every offset: the answers
 // must be those of the uncut stream.
 func TestEverySplitPoint(t *testing.T) {
@@ -825,19 +754,8 @@ func TestEverySplitPoint(t *testing.T) {
 				// minutes; TestRandomChunks and the fuzz targets cut them.
 				data := corpus(t, dir, bin, 1024)
 				whole := wholeStream(t, dir, data, Limits{})
-				if last := whole[len(whole)-1]; last.Err != nil || last.Op != l7.OpMore {
-					t.Fatalf("corpus does not end on a message boundary: %v", last)
-				}
-				if len(whole) < 50 {
-					t.Fatalf("corpus holds only %d answers", len(whole))
-				}
-				want := normalize(whole)
-				for s := 1; s < len(data); s++ {
-					got := normalize(stream(t, NewParser(), dir, data, []int{s, len(data)}))
-					if !equalResults(got, want) {
-						t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-					}
-				}
+				l7test.CheckCorpus(t, whole, 50)
+				l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, normalize(whole), normalize)
 			})
 		}
 	}
@@ -851,49 +769,10 @@ func TestRandomChunks(t *testing.T) {
 			t.Run(fmt.Sprintf("%v/binary=%v", dir, bin), func(t *testing.T) {
 				data := corpus(t, dir, bin, 1<<20)
 				want := normalize(wholeStream(t, dir, data, Limits{}))
-				for range 100 {
-					var ends []int
-					for e := 0; e < len(data); {
-						e = min(len(data), e+1+rng.IntN(60))
-						ends = append(ends, e)
-					}
-					got := normalize(stream(t, NewParser(), dir, data, ends))
-					if !equalResults(got, want) {
-						t.Fatalf("chunks ending at %v:\n%s", ends, diffResults(got, want))
-					}
-				}
+				l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, 60, 100, normalize)
 			})
 		}
 	}
-}
-
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
 }
 
 // recordedPair is a recording: the request stream and memcached's replies.
@@ -907,7 +786,7 @@ type recordedPair struct {
 func recordedPairs(t testing.TB) []recordedPair {
 	t.Helper()
 	var out []recordedPair
-	for _, rp := range recordings(t, ".reply") {
+	for _, rp := range l7test.Recordings(t, ".reply") {
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(rp), "memcached-1.6.18-"), ".reply")
 		var found []string
 		for _, client := range []string{"libmemcached-1.1.4", "printf", "gen"} {
@@ -918,7 +797,7 @@ func recordedPairs(t testing.TB) []recordedPair {
 		if len(found) != 1 {
 			t.Fatalf("%s: request files %v, want one", rp, found)
 		}
-		out = append(out, recordedPair{name: name, req: readFile(t, found[0]), rep: readFile(t, rp)})
+		out = append(out, recordedPair{name: name, req: l7test.ReadFile(t, found[0]), rep: l7test.ReadFile(t, rp)})
 	}
 	return out
 }
@@ -985,15 +864,15 @@ func TestRecordedDetails(t *testing.T) {
 		return out
 	}
 	t.Run("memcat binary get", func(t *testing.T) {
-		rs := frames(wholeStream(t, l7.DirRequest, readFile(t, "testdata/libmemcached-1.1.4-memcat-binary-get.req"), Limits{}))
+		rs := frames(wholeStream(t, l7.DirRequest, l7test.ReadFile(t, "testdata/libmemcached-1.1.4-memcat-binary-get.req"), Limits{}))
 		// libmemcached writes its opaque in host byte order.
 		want := []result{breq(36, opGetK, "greeting.txt", 1<<16), breq(33, opGetK, "small.txt", 2<<16), breq(31, opGetK, "missing", 3<<16), breq(24, opQuit, "", 4<<16)}
-		if !equalResults(rs, want) {
-			t.Fatalf("\n%s", diffResults(rs, want))
+		if !slices.Equal(rs, want) {
+			t.Fatalf("\n%s", l7test.Diff(rs, want))
 		}
 	})
 	t.Run("memslap binary mget is a quiet batch", func(t *testing.T) {
-		rs := frames(wholeStream(t, l7.DirRequest, readFile(t, "testdata/libmemcached-1.1.4-memslap-binary-mget.req"), Limits{}))
+		rs := frames(wholeStream(t, l7.DirRequest, l7test.ReadFile(t, "testdata/libmemcached-1.1.4-memslap-binary-mget.req"), Limits{}))
 		var verbs []string
 		for _, r := range rs {
 			verbs = append(verbs, fmt.Sprintf("%s/%v", r.Verb, r.NoReply))
@@ -1001,7 +880,7 @@ func TestRecordedDetails(t *testing.T) {
 		if got := strings.Join(verbs, " "); got != "getkq/true getkq/true noop/false quit/false" {
 			t.Fatalf("frames %s", got)
 		}
-		reps := frames(wholeStream(t, l7.DirReply, readFile(t, "testdata/memcached-1.6.18-memslap-binary-mget.reply"), Limits{}))
+		reps := frames(wholeStream(t, l7.DirReply, l7test.ReadFile(t, "testdata/memcached-1.6.18-memslap-binary-mget.reply"), Limits{}))
 		var shape []string
 		for _, r := range reps {
 			shape = append(shape, fmt.Sprintf("%v", r.Partial))
@@ -1011,7 +890,7 @@ func TestRecordedDetails(t *testing.T) {
 		}
 	})
 	t.Run("text get multi", func(t *testing.T) {
-		rs := frames(wholeStream(t, l7.DirRequest, readFile(t, "testdata/printf-text-get-multi-20.req"), Limits{}))
+		rs := frames(wholeStream(t, l7.DirRequest, l7test.ReadFile(t, "testdata/printf-text-get-multi-20.req"), Limits{}))
 		got := rs[2]
 		if got.Verb != "get" || !got.Overflow || got.Args != 21 || !strings.HasPrefix(got.Res, "key01 key02 ") || strings.Count(got.Res, " ") != 15 {
 			t.Fatalf("get of 20 keys: %v", got)
@@ -1020,7 +899,7 @@ func TestRecordedDetails(t *testing.T) {
 	t.Run("meta commands", func(t *testing.T) {
 		var quiet, broke []string
 		p := NewParser()
-		data := readFile(t, "testdata/printf-meta-commands.req")
+		data := l7test.ReadFile(t, "testdata/printf-meta-commands.req")
 		for off := 0; off < len(data); {
 			var f l7.Frame
 			op, n, err := p.Parse(l7.DirRequest, data[off:], &f)
@@ -1372,8 +1251,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
@@ -1391,8 +1270,8 @@ func TestZeroAllocations(t *testing.T) {
 	replies := map[string]string{
 		"values":     "VALUE a 0 2\r\nhi\r\nVALUE b 0 2 9\r\nho\r\nEND\r\n",
 		"va":         "VA 2 f1\r\nhi\r\n",
-		"stats":      string(readFile(t, "testdata/memcached-1.6.18-memstat-text.reply")),
-		"binary":     string(readFile(t, "testdata/memcached-1.6.18-binary-misc.reply")),
+		"stats":      string(l7test.ReadFile(t, "testdata/memcached-1.6.18-memstat-text.reply")),
+		"binary":     string(l7test.ReadFile(t, "testdata/memcached-1.6.18-binary-misc.reply")),
 		"incomplete": "STAT pid 12",
 	}
 	var f l7.Frame

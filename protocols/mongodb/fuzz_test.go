@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // fuzzLimits are small, so that the fuzzer reaches every limit and the
@@ -24,8 +25,8 @@ func fuzzParse(f *testing.F, dir l7.Dir, ext string) {
 			f.Add([]byte(c.in))
 		}
 	}
-	for _, name := range recordings(f, ext) {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ext) {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 8<<10 {

@@ -9,14 +9,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -47,71 +48,34 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 	t.Helper()
 	var f l7.Frame
 	op, n, err := p.Parse(dir, data, &f)
+	l7test.Check{ViewOK: viewOK}.Answer(t, dir, data, op, n, err, &f)
 	switch {
 	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
 		return result{Err: err}
 	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d", data, n)
-		}
 		return result{Op: op, N: n}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("frame dir %v, want %v", f.Dir, dir)
-		}
-		for _, v := range [][]byte{f.Verb, f.Resource, f.Aux} {
-			if !within(data[:n], v) && !bytes.Equal(v, verbCompressed) && !bytes.Equal(v, verbOpQuery) {
-				t.Fatalf("%q: field %q is not a view of the message", data, v)
-			}
-		}
-		if len(f.Verb) > l7.MaxVerb {
-			t.Fatalf("verb of %d bytes", len(f.Verb))
-		}
-	default:
-		t.Fatalf("unknown op %v", op)
 	}
 	return result{Op: op, N: n, Dir: f.Dir, Verb: string(f.Verb), Resource: string(f.Resource), Aux: string(f.Aux),
 		Args: f.Args, IsErr: f.Err, NoReply: f.NoReply, Parti: f.Partial}
 }
 
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
+// viewOK reports whether v is a view of the message msg or one of the
+// parser's constant verbs.
+func viewOK(_ string, msg, v []byte) bool {
+	return l7test.Within(msg, v) || bytes.Equal(v, verbCompressed) || bytes.Equal(v, verbOpQuery)
+}
+
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
 }
 
 // stream parses data arriving in chunks ending at ends, as the proxy does.
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	c := 0
-	for i, end := range ends {
-		last := i == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[c:end])
-			if r.Err != nil {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			c += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 func wholeStream(t testing.TB, dir l7.Dir, data []byte, lim Limits) []result {
@@ -130,35 +94,6 @@ func normalize(rs []result) []result {
 		out = append(out, r)
 	}
 	return out
-}
-
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
 }
 
 // Message builders.
@@ -341,8 +276,8 @@ func TestParse(t *testing.T) {
 				}
 				got = got[:len(got)-1]
 			}
-			if !equalResults(got, c.want) {
-				t.Fatalf("whole:\n%s", diffResults(got, c.want))
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("whole:\n%s", l7test.Diff(got, c.want))
 			}
 			checkSplits(t, c.dir, []byte(c.in), c.lim, whole)
 		})
@@ -363,8 +298,8 @@ func TestOneByteAtATime(t *testing.T) {
 				ends[i] = i + 1
 			}
 			got := stream(t, NewParserWithLimits(c.lim), c.dir, msg, ends)
-			if !equalResults(normalize(got), normalize(whole)) {
-				t.Fatalf("one byte at a time:\n%s", diffResults(normalize(got), normalize(whole)))
+			if !slices.Equal(normalize(got), normalize(whole)) {
+				t.Fatalf("one byte at a time:\n%s", l7test.Diff(normalize(got), normalize(whole)))
 			}
 		})
 	}
@@ -412,8 +347,8 @@ func checkSplits(t testing.TB, dir l7.Dir, data []byte, lim Limits, whole []resu
 		}
 	}
 done:
-	if g, w := normalize(got), normalize(whole); !equalResults(g, w) {
-		t.Fatalf("%q in steps of %d:\n%s", data, step, diffResults(g, w))
+	if g, w := normalize(got), normalize(whole); !slices.Equal(g, w) {
+		t.Fatalf("%q in steps of %d:\n%s", data, step, l7test.Diff(g, w))
 	}
 }
 
@@ -430,24 +365,6 @@ func skipping(whole []result, c int) bool {
 	return false
 }
 
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // corpus is every complete case of one direction (default limits) and the
 // recordings of that direction, one after another.
 func corpus(t testing.TB, dir l7.Dir) []byte {
@@ -462,8 +379,8 @@ func corpus(t testing.TB, dir l7.Dir) []byte {
 	if dir == l7.DirReply {
 		ext = ".reply"
 	}
-	for _, name := range recordings(t, ext) {
-		b.Write(readFile(t, name))
+	for _, name := range l7test.Recordings(t, ext) {
+		b.Write(l7test.ReadFile(t, name))
 	}
 	return b.Bytes()
 }
@@ -480,12 +397,7 @@ func TestEverySplitPoint(t *testing.T) {
 			if len(want) < 20 {
 				t.Fatalf("corpus holds only %d answers", len(want))
 			}
-			for s := 1; s < len(data); s++ {
-				got := normalize(stream(t, NewParser(), dir, data, []int{s, len(data)}))
-				if !equalResults(got, want) {
-					t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-				}
-			}
+			l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, normalize)
 		})
 	}
 }
@@ -495,16 +407,9 @@ func TestRandomChunks(t *testing.T) {
 	for _, dir := range []l7.Dir{l7.DirRequest, l7.DirReply} {
 		data := corpus(t, dir)
 		want := normalize(wholeStream(t, dir, data, Limits{}))
-		for range 200 {
-			var ends []int
-			for e := 0; e < len(data); {
-				e = min(len(data), e+1+rng.IntN(64))
-				ends = append(ends, e)
-			}
-			if got := normalize(stream(t, NewParser(), dir, data, ends)); !equalResults(got, want) {
-				t.Fatalf("%v chunks %v:\n%s", dir, ends, diffResults(got, want))
-			}
-		}
+		t.Run(dir.String(), func(t *testing.T) {
+			l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, 64, 200, normalize)
+		})
 	}
 }
 
@@ -513,11 +418,11 @@ func TestRandomChunks(t *testing.T) {
 // equal final reply frames, and the commands are named as expected.
 func TestRecorded(t *testing.T) {
 	var verbs []string
-	for _, name := range recordings(t, ".req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		base := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "go-driver-2.10-"), ".req")
 		t.Run(base, func(t *testing.T) {
-			reqs := wholeStream(t, l7.DirRequest, readFile(t, name), Limits{})
-			reps := wholeStream(t, l7.DirReply, readFile(t, filepath.Join("testdata", "test-responder-"+base+".reply")), Limits{})
+			reqs := wholeStream(t, l7.DirRequest, l7test.ReadFile(t, name), Limits{})
+			reps := wholeStream(t, l7.DirReply, l7test.ReadFile(t, filepath.Join("testdata", "test-responder-"+base+".reply")), Limits{})
 			for _, rs := range [][]result{reqs, reps} {
 				if last := rs[len(rs)-1]; last != more(16) {
 					t.Fatalf("recording does not end on a message boundary: %v", last)
@@ -712,8 +617,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
@@ -725,12 +630,12 @@ func TestZeroAllocations(t *testing.T) {
 		opMsg(1, 0, 0, kind0(insertCmd), kind1("documents", okDoc)),
 		opMsg(1, 0, 0, kind0(allTypes)),
 		opQuery(1, "admin.$cmd", doc(bson.D{{Key: "isMaster", Value: 1}})),
-		string(readFile(t, "testdata/go-driver-2.10-crud-conn2.req")),
+		string(l7test.ReadFile(t, "testdata/go-driver-2.10-crud-conn2.req")),
 	}
 	replies := []string{
 		opMsg(1, 1, 0, kind0(errDoc)),
 		opReply(2, 3, 0, okDoc),
-		string(readFile(t, "testdata/test-responder-crud-conn2.reply")),
+		string(l7test.ReadFile(t, "testdata/test-responder-crud-conn2.reply")),
 	}
 	var f l7.Frame
 	for dir, set := range map[l7.Dir][]string{l7.DirRequest: requests, l7.DirReply: replies} {
@@ -791,13 +696,13 @@ func BenchmarkParseRequest(b *testing.B) {
 		benchStream(b, l7.DirRequest, []byte(opMsg(1, 0, 0, kind0(insertCmd), kind1("documents", big))))
 	})
 	b.Run("driver-recording", func(b *testing.B) {
-		benchStream(b, l7.DirRequest, readFile(b, "testdata/go-driver-2.10-crud-conn2.req"))
+		benchStream(b, l7.DirRequest, l7test.ReadFile(b, "testdata/go-driver-2.10-crud-conn2.req"))
 	})
 }
 
 func BenchmarkParseReply(b *testing.B) {
 	b.Run("responder-recording", func(b *testing.B) {
-		benchStream(b, l7.DirReply, readFile(b, "testdata/test-responder-crud-conn2.reply"))
+		benchStream(b, l7.DirReply, l7test.ReadFile(b, "testdata/test-responder-crud-conn2.reply"))
 	})
 }
 

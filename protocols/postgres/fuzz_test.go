@@ -3,10 +3,12 @@ package postgres
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // fuzzLimits are small, so that the fuzzer reaches every limit and evicts
@@ -17,18 +19,18 @@ var fuzzLimits = Limits{MaxQuery: 256, MaxStatements: 2, MaxPortals: 2}
 // the startup phase and from the typed phase, with and without denials:
 // no panic; every answer within bounds (checkAnswer); the same answers
 // however the input is split (consecutive skips merged).
-func FuzzParseRequest(f *testing.F) { fuzzParse(f, l7.DirRequest, requestCases, "*.req") }
+func FuzzParseRequest(f *testing.F) { fuzzParse(f, l7.DirRequest, requestCases, ".req") }
 
 // FuzzParseReply is FuzzParseRequest for the reply direction.
-func FuzzParseReply(f *testing.F) { fuzzParse(f, l7.DirReply, replyCases, "*.reply") }
+func FuzzParseReply(f *testing.F) { fuzzParse(f, l7.DirReply, replyCases, ".reply") }
 
-func fuzzParse(f *testing.F, dir l7.Dir, cases []parseCase, glob string) {
+func fuzzParse(f *testing.F, dir l7.Dir, cases []parseCase, ext string) {
 	for _, c := range cases {
 		f.Add(cat(append(c.pre, c.in)...))
 		f.Add(c.in)
 	}
-	for _, name := range recordings(f, glob) {
-		if data := readFile(f, name); len(data) <= 16<<10 {
+	for _, name := range l7test.Recordings(f, ext) {
+		if data := l7test.ReadFile(f, name); len(data) <= 16<<10 {
 			f.Add(data)
 		}
 	}
@@ -113,8 +115,8 @@ func checkSplits(t *testing.T, dir l7.Dir, data []byte, mk func() *Parser, deny 
 	}
 	for _, s := range splits {
 		got := events(streamDeny(t, mk(), dir, data, s, deny))
-		if !equalResults(got, whole) {
-			t.Fatalf("input %q split at %v:\n%s", data, s, diffResults(got, whole))
+		if !slices.Equal(got, whole) {
+			t.Fatalf("input %q split at %v:\n%s", data, s, l7test.Diff(got, whole))
 		}
 	}
 }

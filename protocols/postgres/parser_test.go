@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -83,65 +84,25 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 
 func checkAnswer(t testing.TB, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
 	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpPass:
-		if n != 0 {
-			t.Fatalf("%q: OpPass with n = %d", data, n)
-		}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("%q: frame dir %v, want %v", data, f.Dir, dir)
-		}
-		if len(f.Verb) > l7.MaxVerb {
-			t.Fatalf("%q: verb of %d bytes", data, len(f.Verb))
-		}
-		if op == l7.OpFrame && dir == l7.DirReply && !f.Partial && (f.Err || f.Control) {
-			t.Fatalf("%q: a final reply frame is never an error or control: %+v", data, f)
-		}
-	default:
-		t.Fatalf("%q: unknown op %v", data, op)
+	// Fields may point into the parser's scratch (the session's database,
+	// statement texts) or at constant verbs: no view check.
+	anyView := func(string, []byte, []byte) bool { return true }
+	l7test.Check{Pass: true, ViewOK: anyView}.Answer(t, dir, data, op, n, err, f)
+	if err == nil && op == l7.OpFrame && dir == l7.DirReply && !f.Partial && (f.Err || f.Control) {
+		t.Fatalf("%q: a final reply frame is never an error or control: %+v", data, f)
 	}
 }
 
-// stream parses a byte stream the way the proxy does: the input arrives
-// in chunks ending at the given offsets (ascending, the last one
-// len(data)); after each chunk, Parse is called on the unconsumed bytes
-// until it asks for more. It returns every answer but the OpMore ones made
-// before the stream ended, and the final one; it stops at an error or
-// OpPass.
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
+}
+
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil || r.Op == l7.OpPass {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 func wholeStream(t testing.TB, p *Parser, dir l7.Dir, data []byte) []result {
@@ -518,40 +479,10 @@ func TestOneByteAtATime(t *testing.T) {
 					// Skips stream: they take what is there.
 					return
 				}
-				p := c.prepared(t, dir)
-				for k := 0; k < len(c.in); k++ {
-					got := parse(t, p, dir, c.in[:k])
-					if got.Op != l7.OpMore || got.Err != nil {
-						t.Fatalf("prefix %q: %v, want more", c.in[:k], got)
-					}
-					if k+got.N > len(c.in) {
-						t.Fatalf("prefix %q: more %d overshoots the %d-byte message", c.in[:k], got.N, len(c.in))
-					}
-				}
-				if got := parse(t, p, dir, c.in); got != want {
-					t.Fatalf("after feeding bytes one by one: %v, want %v", got, want)
-				}
+				l7test.Bytewise(t, parser(c.prepared(t, dir), dir), c.in, want)
 			})
 		}
 	}
-}
-
-func recordings(t testing.TB, glob string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", glob))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/%s: %v", glob, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // pair returns the reply recording that answers a request recording.
@@ -575,37 +506,6 @@ func events(rs []result) []result {
 	return out
 }
 
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		mark := " "
-		if g != w {
-			mark = "!"
-		}
-		fmt.Fprintf(&b, "%s %3d got  %s\n      want %s\n", mark, i, g, w)
-	}
-	return b.String()
-}
-
 // counts returns the request frames that expect a reply and the final
 // reply frames of a recorded exchange.
 func counts(reqs, reps []result) (asked, answered int) {
@@ -626,11 +526,11 @@ func counts(reqs, reps []result) (asked, answered int) {
 // must end on a message boundary (or pass, once encrypted), and there must
 // be exactly one final reply per request that expects one.
 func TestRecordings(t *testing.T) {
-	for _, name := range recordings(t, "*.req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			p := NewParser()
-			reqs := wholeStream(t, p, l7.DirRequest, readFile(t, name))
-			reps := wholeStream(t, p, l7.DirReply, readFile(t, pair(name)))
+			reqs := wholeStream(t, p, l7.DirRequest, l7test.ReadFile(t, name))
+			reps := wholeStream(t, p, l7.DirReply, l7test.ReadFile(t, pair(name)))
 			for _, rs := range [][]result{reqs, reps} {
 				if last := rs[len(rs)-1]; last.Err != nil || (last.Op != l7.OpMore && last.Op != l7.OpPass) {
 					t.Fatalf("recording does not end on a message boundary: %v", last)
@@ -692,14 +592,14 @@ func TestRecordedDetails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			rs := wholeStream(t, NewParser(), l7.DirRequest, readFile(t, filepath.Join("testdata", tt.file)))
+			rs := wholeStream(t, NewParser(), l7.DirRequest, l7test.ReadFile(t, filepath.Join("testdata", tt.file)))
 			if got := verbs(rs); got != tt.want {
 				t.Fatalf("frames:\n got %s\nwant %s", got, tt.want)
 			}
 		})
 	}
 	// The session: SSL refused, a transaction, COPY in both directions.
-	rs := wholeStream(t, NewParser(), l7.DirRequest, readFile(t, "testdata/psql-15-session.req"))
+	rs := wholeStream(t, NewParser(), l7.DirRequest, l7test.ReadFile(t, "testdata/psql-15-session.req"))
 	want := []string{"SSL", "control", "SELECT pg_catalog.pg_class,pg_catalog.pg_namespace,pg_catalog.pg_am",
 		"CREATE t", "INSERT t", "SELECT t", "BEGIN", "UPDATE t", "SELECT t", "COMMIT", "BEGIN", "SELECT", "ROLLBACK", "COPY t"}
 	got := strings.Split(verbs(rs), "; ")
@@ -716,7 +616,7 @@ func TestRecordedDetails(t *testing.T) {
 		}
 	}
 	// The big row: header framed, 40000 bytes of payload skipped.
-	reps := wholeStream(t, NewParser(), l7.DirReply, readFile(t, "testdata/postgres-15-big-row.reply"))
+	reps := wholeStream(t, NewParser(), l7.DirReply, l7test.ReadFile(t, "testdata/postgres-15-big-row.reply"))
 	var skipped int
 	for _, r := range reps {
 		if r.Op == l7.OpSkip {
@@ -731,9 +631,9 @@ func TestRecordedDetails(t *testing.T) {
 // TestEverySplitPoint cuts each recorded stream in two at every offset: the
 // answers must be those of the uncut stream (consecutive skips merged).
 func TestEverySplitPoint(t *testing.T) {
-	for _, glob := range []string{"*.req", "*.reply"} {
-		for _, name := range recordings(t, glob) {
-			data := readFile(t, name)
+	for _, ext := range []string{".req", ".reply"} {
+		for _, name := range l7test.Recordings(t, ext) {
+			data := l7test.ReadFile(t, name)
 			dir := l7.DirRequest
 			if strings.HasSuffix(name, ".reply") {
 				dir = l7.DirReply
@@ -741,12 +641,7 @@ func TestEverySplitPoint(t *testing.T) {
 			t.Run(filepath.Base(name), func(t *testing.T) {
 				whole := events(wholeStream(t, NewParser(), dir, data))
 				step := 1 + len(data)/500 // every offset of small files, a sample of large ones
-				for cut := 0; cut <= len(data); cut += step {
-					got := events(stream(t, NewParser(), dir, data, []int{cut, len(data)}))
-					if !equalResults(got, whole) {
-						t.Fatalf("cut at %d:\n%s", cut, diffResults(got, whole))
-					}
-				}
+				l7test.EverySplitStep(t, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, whole, events, step)
 			})
 		}
 	}
@@ -782,8 +677,8 @@ func TestPipelineEverySplitPoint(t *testing.T) {
 			}
 			for cut := 0; cut <= len(data); cut++ {
 				got := events(stream(t, NewParser(), dir, data, []int{cut, len(data)}))
-				if !equalResults(got, whole) {
-					t.Fatalf("cut at %d:\n%s", cut, diffResults(got, whole))
+				if !slices.Equal(got, whole) {
+					t.Fatalf("cut at %d:\n%s", cut, l7test.Diff(got, whole))
 				}
 			}
 			// And growing one byte at a time.
@@ -791,8 +686,8 @@ func TestPipelineEverySplitPoint(t *testing.T) {
 			for i := range ends {
 				ends[i] = i + 1
 			}
-			if got := events(stream(t, NewParser(), dir, data, ends)); !equalResults(got, whole) {
-				t.Fatalf("one byte at a time:\n%s", diffResults(got, whole))
+			if got := events(stream(t, NewParser(), dir, data, ends)); !slices.Equal(got, whole) {
+				t.Fatalf("one byte at a time:\n%s", l7test.Diff(got, whole))
 			}
 		})
 	}
@@ -852,8 +747,8 @@ func TestDenied(t *testing.T) {
 		msgs := [][]byte{parseMsg("", "DELETE FROM t"), bindMsg("", ""), describeMsg('P', ""), executeMsg(""), syncMsg, query("SELECT 1")}
 		got := denyRun(t, typed(), msgs, 0)
 		want := []result{noReply(frame(22, "DELETE", "t")), skip(len(msgs[1])), skip(7), skip(10), control(5, false), frame(14, "SELECT", "")}
-		if !equalResults(got, want) {
-			t.Fatal(diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatal(l7test.Diff(got, want))
 		}
 	})
 	t.Run("execute denied: skip up to sync", func(t *testing.T) {
@@ -861,15 +756,15 @@ func TestDenied(t *testing.T) {
 		got := denyRun(t, typed(), msgs, 2)
 		want := []result{noReply(frame(23, "DELETE", "t")), control(len(msgs[1]), true), noReply(frame(10, "DELETE", "t")),
 			skip(len(msgs[3])), skip(len(msgs[4])), skip(10), control(5, false)}
-		if !equalResults(got, want) {
-			t.Fatal(diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatal(l7test.Diff(got, want))
 		}
 	})
 	t.Run("terminate ends the skipping", func(t *testing.T) {
 		got := denyRun(t, typed(), [][]byte{parseMsg("", "DROP TABLE t"), msg('d', []byte("x")), terminateMsg}, 0)
 		want := []result{noReply(frame(21, "DROP", "t")), skip(6), control(5, true)}
-		if !equalResults(got, want) {
-			t.Fatal(diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatal(l7test.Diff(got, want))
 		}
 	})
 	t.Run("denied parse leaves the old statement", func(t *testing.T) {
@@ -894,15 +789,15 @@ func TestDenied(t *testing.T) {
 	t.Run("denied query does not skip", func(t *testing.T) {
 		got := denyRun(t, typed(), [][]byte{query("DROP TABLE t"), bindMsg("", "s"), query("SELECT 1")}, 0)
 		want := []result{frame(18, "DROP", "t"), control(len(bindMsg("", "s")), true), frame(14, "SELECT", "")}
-		if !equalResults(got, want) {
-			t.Fatal(diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatal(l7test.Diff(got, want))
 		}
 	})
 	t.Run("denied ssl request: a TLS record is judged again", func(t *testing.T) {
 		got := denyRun(t, NewParser(), [][]byte{sslRequest, clientHello}, 0)
 		want := []result{startupFrame(8, "SSL", false), startupFrame(9, "SSL", true)}
-		if !equalResults(got, want) {
-			t.Fatal(diffResults(got, want))
+		if !slices.Equal(got, want) {
+			t.Fatal(l7test.Diff(got, want))
 		}
 	})
 	t.Run("denied gssenc request: the startup packet follows", func(t *testing.T) {
@@ -1017,16 +912,6 @@ func TestParseNilFrameAndBadDir(t *testing.T) {
 	}
 }
 
-// within reports whether v is empty or a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
-}
-
 func TestFrameViewsCannotGrow(t *testing.T) {
 	p := NewParser()
 	wholeStream(t, p, l7.DirRequest, startupPG)
@@ -1044,7 +929,7 @@ func TestFrameViewsCannotGrow(t *testing.T) {
 	// The database is the parser's copy, not a view of the startup packet.
 	in := startupMsg("user", "u", "database", "d")
 	q := NewParser()
-	if _, _, err := q.Parse(l7.DirRequest, in, &f); err != nil || within(in, f.Aux) {
+	if _, _, err := q.Parse(l7.DirRequest, in, &f); err != nil || l7test.Within(in, f.Aux) {
 		t.Fatalf("database %q is a view of the input (err %v)", f.Aux, err)
 	}
 }
@@ -1233,8 +1118,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, "*.req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
@@ -1244,7 +1129,7 @@ func TestZeroAllocations(t *testing.T) {
 	p := NewParser()
 	var f l7.Frame
 	wholeStream(t, p, l7.DirRequest, startupPG)
-	wholeStream(t, p, l7.DirRequest, readFile(t, "testdata/pgbench-15-S-prepared.req")) // warm the tables
+	wholeStream(t, p, l7.DirRequest, l7test.ReadFile(t, "testdata/pgbench-15-S-prepared.req")) // warm the tables
 	requests := map[string][]byte{
 		"query":          query("SELECT abalance FROM pgbench_accounts WHERE aid = 1"),
 		"parse":          parseMsg("", "SELECT abalance FROM pgbench_accounts WHERE aid = $1", 23),

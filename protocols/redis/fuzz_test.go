@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // fuzzLimits are small, so that the fuzzer reaches every limit.
@@ -22,8 +23,8 @@ func fuzzParse(f *testing.F, dir l7.Dir, cases []parseCase, ext string) {
 	for _, c := range cases {
 		f.Add([]byte(c.in))
 	}
-	for _, name := range recordings(f, ext) {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ext) {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 4<<10 {

@@ -8,12 +8,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -44,6 +45,8 @@ func (r result) String() string {
 		r.Op, r.N, r.Dir, r.Verb, r.Sub, r.Resource, r.Aux, r.Args, r.IsErr)
 }
 
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
 func resultOf(op l7.Op, n int, err error, f *l7.Frame) result {
 	if err != nil {
 		return result{Err: err}
@@ -60,86 +63,18 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 	t.Helper()
 	var f l7.Frame
 	op, n, err := p.Parse(dir, data, &f)
-	checkAnswer(t, dir, data, op, n, err, &f)
+	l7test.Check{}.Answer(t, dir, data, op, n, err, &f)
 	return resultOf(op, n, err, &f)
 }
 
-func checkAnswer(t testing.TB, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
-	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpFrame || op == l7.OpSkip:
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: %v with n = %d, want 1..%d", data, op, n, len(data))
-		}
-		if f.Dir != dir {
-			t.Fatalf("%q: frame dir %v, want %v", data, f.Dir, dir)
-		}
-		for name, v := range map[string][]byte{"verb": f.Verb, "sub": f.Sub, "resource": f.Resource, "aux": f.Aux} {
-			if !within(data[:n], v) {
-				t.Fatalf("%q: %s %q is not a view of the message", data, name, v)
-			}
-		}
-		if len(f.Verb) > l7.MaxVerb {
-			t.Fatalf("%q: verb of %d bytes", data, len(f.Verb))
-		}
-	default:
-		t.Fatalf("%q: unknown op %v", data, op)
-	}
-}
-
-// within reports whether v is empty or a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
-	}
-	if len(data) == 0 {
-		return false
-	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
-}
-
-// stream parses a whole byte stream the way the proxy does: the input
-// arrives in chunks ending at the given offsets (ascending, the last one
-// len(data)); after each chunk, Parse is called on the unconsumed bytes
-// until it asks for more. It returns every answer but the OpMore ones made
-// before the stream ended, and the final one.
-func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
-	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			if r.Err != nil {
-				return append(out, r)
-			}
-			if r.Op == l7.OpMore {
-				if last {
-					out = append(out, r)
-				}
-				break
-			}
-			out = append(out, r)
-			consumed += r.N
-		}
-	}
-	return out
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
 }
 
 func wholeStream(t testing.TB, dir l7.Dir, data []byte, lim Limits) []result {
 	t.Helper()
-	return stream(t, NewParserWithLimits(lim), dir, data, []int{len(data)})
+	return l7test.Whole(t, parser(NewParserWithLimits(lim), dir), data)
 }
 
 func frame(n int, verb, sub, res string, args int) result {
@@ -410,19 +345,7 @@ func TestOneByteAtATime(t *testing.T) {
 		for name, msg := range complete(cases) {
 			t.Run(dir.String()+"/"+name, func(t *testing.T) {
 				want := parse(t, NewParser(), dir, msg)
-				p := NewParser()
-				for k := 0; k < len(msg); k++ {
-					got := parse(t, p, dir, msg[:k])
-					if got.Op != l7.OpMore || got.Err != nil {
-						t.Fatalf("prefix %q: %v, want more", msg[:k], got)
-					}
-					if k+got.N > len(msg) {
-						t.Fatalf("prefix %q: more %d overshoots the %d-byte message", msg[:k], got.N, len(msg))
-					}
-				}
-				if got := parse(t, p, dir, msg); got != want {
-					t.Fatalf("after feeding bytes one by one: %v, want %v", got, want)
-				}
+				l7test.Bytewise(t, parser(NewParser(), dir), msg, want)
 			})
 		}
 	}
@@ -442,28 +365,10 @@ func corpus(t *testing.T, dir l7.Dir) []byte {
 			b.WriteString(c.in[:c.want.N])
 		}
 	}
-	for _, name := range recordings(t, ext) {
-		b.Write(readFile(t, name))
+	for _, name := range l7test.Recordings(t, ext) {
+		b.Write(l7test.ReadFile(t, name))
 	}
 	return b.Bytes()
-}
-
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // TestEverySplitPoint cuts a long pipeline in two at every offset: the
@@ -473,18 +378,8 @@ func TestEverySplitPoint(t *testing.T) {
 		t.Run(dir.String(), func(t *testing.T) {
 			data := corpus(t, dir)
 			want := wholeStream(t, dir, data, Limits{})
-			if last := want[len(want)-1]; last.Err != nil || last.Op != l7.OpMore {
-				t.Fatalf("corpus does not end on a message boundary: %v", last)
-			}
-			if len(want) < 50 {
-				t.Fatalf("corpus holds only %d messages", len(want))
-			}
-			for s := 1; s < len(data); s++ {
-				got := stream(t, NewParser(), dir, data, []int{s, len(data)})
-				if !equalResults(got, want) {
-					t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-				}
-			}
+			l7test.CheckCorpus(t, want, 50)
+			l7test.EverySplit(t, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, nil)
 		})
 	}
 }
@@ -496,48 +391,9 @@ func TestRandomChunks(t *testing.T) {
 		t.Run(dir.String(), func(t *testing.T) {
 			data := corpus(t, dir)
 			want := wholeStream(t, dir, data, Limits{})
-			for range 200 {
-				var ends []int
-				for e := 0; e < len(data); {
-					e = min(len(data), e+1+rng.IntN(40))
-					ends = append(ends, e)
-				}
-				got := stream(t, NewParser(), dir, data, ends)
-				if !equalResults(got, want) {
-					t.Fatalf("chunks ending at %v:\n%s", ends, diffResults(got, want))
-				}
-			}
+			l7test.RandomChunks(t, rng, func() l7test.ParseFunc[result] { return parser(NewParser(), dir) }, data, want, 40, 200, nil)
 		})
 	}
-}
-
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
 }
 
 // TestRecorded parses the bytes recorded from redis-cli 7.0 and
@@ -572,7 +428,7 @@ func TestRecorded(t *testing.T) {
 	for _, c := range cases {
 		named[c.name] = true
 	}
-	for _, name := range recordings(t, ".req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		base := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "redis-cli-7.0-"), ".req")
 		if !named[base] {
 			cases = append(cases, pairCase{name: base})
@@ -580,8 +436,8 @@ func TestRecorded(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := readFile(t, filepath.Join("testdata", "redis-cli-7.0-"+c.name+".req"))
-			rep := readFile(t, filepath.Join("testdata", "redis-server-7.0-"+c.name+".reply"))
+			req := l7test.ReadFile(t, filepath.Join("testdata", "redis-cli-7.0-"+c.name+".req"))
+			rep := l7test.ReadFile(t, filepath.Join("testdata", "redis-server-7.0-"+c.name+".reply"))
 			reqs := wholeStream(t, l7.DirRequest, req, Limits{})
 			reps := wholeStream(t, l7.DirReply, rep, Limits{})
 			for _, rs := range [][]result{reqs, reps} {
@@ -600,11 +456,11 @@ func TestRecorded(t *testing.T) {
 			if nq, np := count(reqs), count(reps); nq != np || nq == 0 {
 				t.Fatalf("%d request frames, %d reply frames:\n%v\n%v", nq, np, reqs, reps)
 			}
-			if c.req != nil && !equalResults(reqs[:len(reqs)-1], c.req) {
-				t.Fatalf("requests:\n%s", diffResults(reqs[:len(reqs)-1], c.req))
+			if c.req != nil && !slices.Equal(reqs[:len(reqs)-1], c.req) {
+				t.Fatalf("requests:\n%s", l7test.Diff(reqs[:len(reqs)-1], c.req))
 			}
-			if c.replies != nil && !equalResults(reps[:len(reps)-1], c.replies) {
-				t.Fatalf("replies:\n%s", diffResults(reps[:len(reps)-1], c.replies))
+			if c.replies != nil && !slices.Equal(reps[:len(reps)-1], c.replies) {
+				t.Fatalf("replies:\n%s", l7test.Diff(reps[:len(reps)-1], c.replies))
 			}
 		})
 	}
@@ -633,16 +489,16 @@ func TestRecordedDetails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			rs := wholeStream(t, tt.dir, readFile(t, filepath.Join("testdata", tt.file)), Limits{})
+			rs := wholeStream(t, tt.dir, l7test.ReadFile(t, filepath.Join("testdata", tt.file)), Limits{})
 			if got := ops(rs); got != tt.want {
 				t.Fatalf("answers %s, want %s: %v", got, tt.want, rs)
 			}
 		})
 	}
-	rs := wholeStream(t, l7.DirRequest, readFile(t, "testdata/redis-cli-7.0-pipe-inline-quoted-multi.req"), Limits{})
+	rs := wholeStream(t, l7.DirRequest, l7test.ReadFile(t, "testdata/redis-cli-7.0-pipe-inline-quoted-multi.req"), Limits{})
 	want := []result{frame(28, "SET", "", "my key", 3), frame(14, "GET", "", "my key", 2)}
-	if !equalResults(rs[:2], want) {
-		t.Fatalf("quoted inline:\n%s", diffResults(rs[:2], want))
+	if !slices.Equal(rs[:2], want) {
+		t.Fatalf("quoted inline:\n%s", l7test.Diff(rs[:2], want))
 	}
 }
 
@@ -847,8 +703,8 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
@@ -864,7 +720,7 @@ func TestZeroAllocations(t *testing.T) {
 		"incomplete": "*2\r\n$3\r\nGET\r\n$1000\r\n",
 	}
 	replies := map[string]string{
-		"hello3":     string(readFile(t, "testdata/redis-server-7.0-resp3-hello3.reply")),
+		"hello3":     string(l7test.ReadFile(t, "testdata/redis-server-7.0-resp3-hello3.reply")),
 		"attribute":  "|1\r\n+ttl\r\n:3\r\n",
 		"streamed":   "*?\r\n$?\r\n;1\r\na\r\n;0\r\n%?\r\n+a\r\n:1\r\n.\r\n.\r\n",
 		"incomplete": "*3\r\n*2\r\n$10\r\nabc",
@@ -947,8 +803,8 @@ func BenchmarkParseRequest(b *testing.B) {
 func BenchmarkParseReply(b *testing.B) {
 	var data []byte
 	frames := 0
-	for _, name := range recordings(b, ".reply") {
-		rec := readFile(b, name)
+	for _, name := range l7test.Recordings(b, ".reply") {
+		rec := l7test.ReadFile(b, name)
 		data = append(data, rec...)
 		for _, r := range wholeStream(b, l7.DirReply, rec, Limits{}) {
 			if r.Op == l7.OpFrame {

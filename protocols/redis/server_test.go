@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // startRedis runs a real redis-server on a Unix socket in a temporary
@@ -152,9 +153,9 @@ func TestAgainstRedisServer(t *testing.T) {
 // with the requests.
 func TestRecordingsAgainstRedisServer(t *testing.T) {
 	dial := startRedis(t)
-	for _, name := range recordings(t, ".req") {
+	for _, name := range l7test.Recordings(t, ".req") {
 		t.Run(filepath.Base(name), func(t *testing.T) {
-			req := readFile(t, name)
+			req := l7test.ReadFile(t, name)
 			frames := 0
 			for _, r := range wholeStream(t, l7.DirRequest, req, Limits{}) {
 				if r.Op == l7.OpFrame {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 // FuzzParseRequest checks, for any input read as a client's stream: no
@@ -16,8 +17,8 @@ func FuzzParseRequest(f *testing.F) {
 	for _, c := range requestCases {
 		f.Add(c.in)
 	}
-	for _, name := range recordings(f, ".req") {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ".req") {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 32<<10 {
@@ -138,8 +139,8 @@ func FuzzParseReply(f *testing.F) {
 	for _, c := range replyCases {
 		f.Add(c.in)
 	}
-	for _, name := range recordings(f, ".reply") {
-		f.Add(readFile(f, name))
+	for _, name := range l7test.Recordings(f, ".reply") {
+		f.Add(l7test.ReadFile(f, name))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w := parse(t, NewParser(), l7.DirReply, data)

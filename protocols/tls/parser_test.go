@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
+	"github.com/bulkhead-io/bulkhead/protocols/l7/l7test"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -43,6 +43,8 @@ func (r result) String() string {
 	return fmt.Sprintf("%v %d {%v verb=%q res=%q aux=%q args=%#04x}", r.Op, r.N, r.Dir, r.Verb, r.Resource, r.Aux, r.Args)
 }
 
+func (r result) Answer() (l7.Op, int, error) { return r.Op, r.N, r.Err }
+
 func resultOf(op l7.Op, n int, err error, f *l7.Frame) result {
 	switch {
 	case err != nil:
@@ -64,84 +66,48 @@ func parse(t testing.TB, p *Parser, dir l7.Dir, data []byte) result {
 
 func checkAnswer(t testing.TB, p *Parser, dir l7.Dir, data []byte, op l7.Op, n int, err error, f *l7.Frame) {
 	t.Helper()
-	switch {
-	case err != nil:
-		if !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
-			t.Fatalf("%q: error %v is neither ErrMalformed nor ErrTooLong", data, err)
-		}
-	case op == l7.OpMore:
-		if n < 1 {
-			t.Fatalf("%q: OpMore with n = %d, want >= 1", data, n)
-		}
-	case op == l7.OpPass:
-		if n != 0 {
-			t.Fatalf("%q: OpPass with n = %d, want 0", data, n)
-		}
-	case op == l7.OpFrame:
-		if dir != l7.DirRequest {
-			t.Fatalf("%q: a frame in the reply direction", data)
-		}
-		if n < 1 || n > len(data) {
-			t.Fatalf("%q: frame with n = %d, want 1..%d", data, n, len(data))
-		}
-		if f.Dir != dir || string(f.Verb) != Verb {
-			t.Fatalf("%q: frame dir %v verb %q", data, f.Dir, f.Verb)
-		}
-		if !within(p.sni[:], f.Resource) || !within(p.alpn[:], f.Aux) || !within(verb, f.Verb) {
-			t.Fatalf("%q: Resource %q or Aux %q is not a view of the parser's buffers", data, f.Resource, f.Aux)
-		}
-		if f.Resource != nil && len(f.Resource) == 0 || f.Aux != nil && len(f.Aux) == 0 {
-			t.Fatalf("%q: empty but non-nil Resource or Aux", data)
-		}
-		if cap(f.Resource) != len(f.Resource) || cap(f.Aux) != len(f.Aux) || cap(f.Verb) != len(f.Verb) {
-			t.Fatalf("%q: a view is not capacity-limited", data)
-		}
-		if len(f.Resource) > MaxServerName || len(f.Verb) > l7.MaxVerb {
-			t.Fatalf("%q: Resource of %d bytes", data, len(f.Resource))
-		}
-	default:
+	if err == nil && op == l7.OpSkip {
 		t.Fatalf("%q: unknown op %v", data, op)
 	}
-}
-
-// within reports whether v is empty or a sub-slice of data.
-func within(data, v []byte) bool {
-	if len(v) == 0 {
-		return true
+	if err == nil && op == l7.OpFrame && dir != l7.DirRequest {
+		t.Fatalf("%q: a frame in the reply direction", data)
 	}
-	d0 := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
-	v0 := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	return v0 >= d0 && v0+uintptr(len(v)) <= d0+uintptr(len(data))
+	l7test.Check{Pass: true, ViewOK: func(field string, msg, v []byte) bool {
+		switch field {
+		case "verb":
+			return l7test.Within(verb, v)
+		case "resource":
+			return l7test.Within(p.sni[:], v)
+		case "aux":
+			return l7test.Within(p.alpn[:], v)
+		}
+		return l7test.Within(msg, v)
+	}}.Answer(t, dir, data, op, n, err, f)
+	if err != nil || op != l7.OpFrame {
+		return
+	}
+	if string(f.Verb) != Verb {
+		t.Fatalf("%q: frame dir %v verb %q", data, f.Dir, f.Verb)
+	}
+	if f.Resource != nil && len(f.Resource) == 0 || f.Aux != nil && len(f.Aux) == 0 {
+		t.Fatalf("%q: empty but non-nil Resource or Aux", data)
+	}
+	if cap(f.Resource) != len(f.Resource) || cap(f.Aux) != len(f.Aux) || cap(f.Verb) != len(f.Verb) {
+		t.Fatalf("%q: a view is not capacity-limited", data)
+	}
+	if len(f.Resource) > MaxServerName {
+		t.Fatalf("%q: Resource of %d bytes", data, len(f.Resource))
+	}
 }
 
-// stream parses data the way the proxy does: it arrives in chunks ending at
-// the given offsets (ascending, the last one len(data)); after each chunk,
-// Parse is called on the unconsumed bytes until it asks for more or passes.
-// It returns the answers but the OpMore ones made before the stream ended.
+// parser is p's checked Parse in one direction, for the l7test drivers.
+func parser(p *Parser, dir l7.Dir) l7test.ParseFunc[result] {
+	return func(t testing.TB, data []byte) result { return parse(t, p, dir, data) }
+}
+
 func stream(t testing.TB, p *Parser, dir l7.Dir, data []byte, ends []int) []result {
 	t.Helper()
-	var out []result
-	consumed := 0
-	for ci, end := range ends {
-		last := ci == len(ends)-1
-		for {
-			r := parse(t, p, dir, data[consumed:end])
-			switch {
-			case r.Err != nil, r.Op == l7.OpPass:
-				return append(out, r)
-			case r.Op == l7.OpMore:
-				if last {
-					out = append(out, r)
-				}
-			default:
-				out = append(out, r)
-				consumed += r.N
-				continue
-			}
-			break
-		}
-	}
-	return out
+	return l7test.Stream(t, parser(p, dir), data, ends)
 }
 
 func wholeStream(t testing.TB, dir l7.Dir, data []byte) []result {
@@ -475,31 +441,19 @@ func complete() map[string][]byte {
 // parse of the whole message.
 func TestOneByteAtATime(t *testing.T) {
 	msgs := complete()
-	for _, name := range recordings(t, ".req") {
-		b := readFile(t, name)
+	for _, name := range l7test.Recordings(t, ".req") {
+		b := l7test.ReadFile(t, name)
 		r := parse(t, NewParser(), l7.DirRequest, b)
 		msgs[filepath.Base(name)] = b[:r.N]
 	}
 	for name, msg := range msgs {
 		t.Run(name, func(t *testing.T) {
 			want := parse(t, NewParser(), l7.DirRequest, msg)
-			p := NewParser()
 			step := 1
 			if len(msg) > 4096 {
 				step = 7 // the 64 KiB cases: every 7th prefix
 			}
-			for k := 0; k < len(msg); k += step {
-				got := parse(t, p, l7.DirRequest, msg[:k])
-				if got.Op != l7.OpMore || got.Err != nil {
-					t.Fatalf("prefix of %d: %v, want more", k, got)
-				}
-				if k+got.N > len(msg) {
-					t.Fatalf("prefix of %d: more %d overshoots the %d-byte message", k, got.N, len(msg))
-				}
-			}
-			if got := parse(t, p, l7.DirRequest, msg); got != want {
-				t.Fatalf("after feeding bytes one by one: %v, want %v", got, want)
-			}
+			l7test.BytewiseWith(t, parser(NewParser(), l7.DirRequest), msg, want, l7test.Feed{Step: step})
 		})
 	}
 }
@@ -514,8 +468,8 @@ func TestEverySplitPoint(t *testing.T) {
 			inputs[name] = msg
 		}
 	}
-	for _, name := range recordings(t, ".req") {
-		inputs[filepath.Base(name)] = readFile(t, name)
+	for _, name := range l7test.Recordings(t, ".req") {
+		inputs[filepath.Base(name)] = l7test.ReadFile(t, name)
 	}
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
@@ -524,12 +478,7 @@ func TestEverySplitPoint(t *testing.T) {
 				t.Fatalf("whole stream: %v, want a frame then pass", want)
 			}
 			step := 1 + len(data)/4096
-			for s := 1; s < len(data); s += step {
-				got := stream(t, NewParser(), l7.DirRequest, data, []int{s, len(data)})
-				if !equalResults(got, want) {
-					t.Fatalf("split at %d:\n%s", s, diffResults(got, want))
-				}
-			}
+			l7test.EverySplitStep(t, newParser, data, want, nil, step)
 		})
 	}
 }
@@ -538,22 +487,16 @@ func TestEverySplitPoint(t *testing.T) {
 // times, to one parser each.
 func TestRandomChunks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, name := range recordings(t, ".req") {
-		data := readFile(t, name)
+	for _, name := range l7test.Recordings(t, ".req") {
+		data := l7test.ReadFile(t, name)
 		want := wholeStream(t, l7.DirRequest, data)
-		for range 100 {
-			var ends []int
-			for e := 0; e < len(data); {
-				e = min(len(data), e+1+rng.IntN(300))
-				ends = append(ends, e)
-			}
-			got := stream(t, NewParser(), l7.DirRequest, data, ends)
-			if !equalResults(got, want) {
-				t.Fatalf("%s in chunks ending at %v:\n%s", name, ends, diffResults(got, want))
-			}
-		}
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			l7test.RandomChunks(t, rng, newParser, data, want, 300, 100, nil)
+		})
 	}
 }
+
+func newParser() l7test.ParseFunc[result] { return parser(NewParser(), l7.DirRequest) }
 
 // TestParserKeepsItsPlace shows that after OpMore a parser resumes where it
 // stopped, and starts over when handed a shorter input.
@@ -648,53 +591,6 @@ func TestProtocol(t *testing.T) {
 	}
 }
 
-func recordings(t testing.TB, ext string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join("testdata", "*"+ext))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no testdata/*%s: %v", ext, err)
-	}
-	return names
-}
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func equalResults(a, b []result) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func diffResults(got, want []result) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		var g, w string
-		if i < len(got) {
-			g = got[i].String()
-		}
-		if i < len(want) {
-			w = want[i].String()
-		}
-		if g != w {
-			fmt.Fprintf(&b, "#%d\n got %s\nwant %s\n", i, g, w)
-		}
-	}
-	return b.String()
-}
-
 // walkRecords returns the content types of the TLS records data holds, and
 // whether they fill it exactly.
 func walkRecords(data []byte) (types []byte, exact bool) {
@@ -729,12 +625,12 @@ func TestRecorded(t *testing.T) {
 		{"go-1.26-crypto-tls-classic.req", "openssl-3.0-s_server-go-classic.reply", "api.example.test", "http/1.1", 0x0303, 1},
 		{"go-1.26-crypto-tls-large-alpn.req", "openssl-3.0-s_server-go-large-alpn.reply", "api.example.test", "http/1.1", 0x0303, 2},
 	}
-	if n := len(recordings(t, ".req")); n != len(tests) {
+	if n := len(l7test.Recordings(t, ".req")); n != len(tests) {
 		t.Fatalf("%d recordings, %d expectations", n, len(tests))
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data := readFile(t, filepath.Join("testdata", tt.file))
+			data := l7test.ReadFile(t, filepath.Join("testdata", tt.file))
 			rs := wholeStream(t, l7.DirRequest, data)
 			if len(rs) != 2 || rs[1] != pass() {
 				t.Fatalf("answers %v, want a frame then pass", rs)
@@ -749,7 +645,7 @@ func TestRecorded(t *testing.T) {
 			if !Sniff(data) {
 				t.Fatal("Sniff does not recognise the recording")
 			}
-			rep := readFile(t, filepath.Join("testdata", tt.reply))
+			rep := l7test.ReadFile(t, filepath.Join("testdata", tt.reply))
 			if rs := wholeStream(t, l7.DirReply, rep); len(rs) != 1 || rs[0] != pass() {
 				t.Fatalf("%s: %v, want pass", tt.reply, rs)
 			}
@@ -805,7 +701,7 @@ func TestDenyGolden(t *testing.T) {
 
 func TestDenyUsesTheParsedVersion(t *testing.T) {
 	for _, name := range []string{"openssl-3.0-s_client-tls10.req", "go-1.26-crypto-tls-pq.req"} {
-		data := readFile(t, filepath.Join("testdata", name))
+		data := l7test.ReadFile(t, filepath.Join("testdata", name))
 		var f l7.Frame
 		if op, _, err := NewParser().Parse(l7.DirRequest, data, &f); op != l7.OpFrame || err != nil {
 			t.Fatal(op, err)
@@ -866,13 +762,13 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range recordings(t, ".req") {
-		if !Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".req") {
+		if !Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff does not recognise %s", name)
 		}
 	}
-	for _, name := range recordings(t, ".reply") {
-		if Sniff(readFile(t, name)) {
+	for _, name := range l7test.Recordings(t, ".reply") {
+		if Sniff(l7test.ReadFile(t, name)) {
 			t.Errorf("Sniff takes the server's %s for a client", name)
 		}
 	}
@@ -885,9 +781,9 @@ func TestZeroAllocations(t *testing.T) {
 	requests := map[string][]byte{
 		"browser-like":  browserLike,
 		"one-byte":      oneByteRecords(splitHello),
-		"go-pq":         readFile(t, "testdata/go-1.26-crypto-tls-pq.req"),
-		"fragmented":    readFile(t, "testdata/openssl-3.0-s_client-fragmented-512.req"),
-		"large-alpn":    readFile(t, "testdata/go-1.26-crypto-tls-large-alpn.req"),
+		"go-pq":         l7test.ReadFile(t, "testdata/go-1.26-crypto-tls-pq.req"),
+		"fragmented":    l7test.ReadFile(t, "testdata/openssl-3.0-s_client-fragmented-512.req"),
+		"large-alpn":    l7test.ReadFile(t, "testdata/go-1.26-crypto-tls-large-alpn.req"),
 		"malformed sni": hello(sniExt("a b")),
 	}
 	p := NewParser()
@@ -904,7 +800,7 @@ func TestZeroAllocations(t *testing.T) {
 			t.Errorf("request %s: %v allocations per Parse, want 0", name, n)
 		}
 	}
-	reply := readFile(t, "testdata/openssl-3.0-s_server-go-pq.reply")
+	reply := l7test.ReadFile(t, "testdata/openssl-3.0-s_server-go-pq.reply")
 	junk := []byte("HTTP/1.1 200 OK\r\n")
 	rp := NewParser()
 	if n := testing.AllocsPerRun(100, func() {
@@ -942,7 +838,7 @@ func benchHello(b *testing.B, data []byte) {
 // message).
 func BenchmarkParseRequest(b *testing.B) {
 	hello := func(name string) []byte {
-		data := readFile(b, filepath.Join("testdata", name))
+		data := l7test.ReadFile(b, filepath.Join("testdata", name))
 		var f l7.Frame
 		_, n, err := NewParser().Parse(l7.DirRequest, data, &f)
 		if err != nil {
