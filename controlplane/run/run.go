@@ -79,6 +79,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// History configures the flow history (history.go).
 	History HistoryConfig
+	// Promotion tunes automatic promotion (promote.go).
+	Promotion PromotionConfig
 }
 
 // Addrs are the addresses the servers listen on.
@@ -153,6 +155,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		return err
 	}
 	flowSrv.AddSink(hist)
+	prom := newPromoter(cfg, st, log)
 	alsSrv := als.NewServer(flowSrv, c.view.Load, log, als.Options{Registerer: reg})
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -172,7 +175,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		Log:      log.With("component", "admin"),
 	})
 	httpSrv := &http.Server{
-		Handler:           withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }),
+		Handler:           withPromotions(withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }), prom, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
@@ -202,6 +205,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	g.Go(func() error { return flowSrv.Start(gctx) })
 	g.Go(func() error { return alsSrv.Start(gctx) })
 	g.Go(func() error { return hist.Start(gctx) })
+	g.Go(func() error { return prom.Start(gctx) })
 	g.Go(func() error {
 		if err := gs.Serve(glis); err != nil {
 			return fmt.Errorf("grpc: %w", err)

@@ -64,6 +64,9 @@ func (s *Store) MergeLearned(ns, name string, dir Direction, rules []v1alpha1.Ru
 	if err != nil {
 		return false, fmt.Errorf("merge learned rules into %s: %w", key, err)
 	}
+	if changed {
+		s.noteLearned(key)
+	}
 	return changed, nil
 }
 

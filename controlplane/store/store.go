@@ -132,6 +132,7 @@ type Store struct {
 	policies   map[string]*entry // by "namespace/name"
 	settings   Settings
 	violations map[string]int64 // by segment key
+	act        activity         // learned counts, conditions (activity.go)
 }
 
 // entry is one policy as held in memory: its export form, the bytes of its
@@ -371,6 +372,7 @@ func (s *Store) withStatus(key string, e *entry) *v1alpha1.SegmentPolicy {
 		}
 	}
 	p.Status.Violations = s.violations[key]
+	p.Status.Conditions = s.conditionsOf(key)
 	for _, name := range sortedKeys(e.hits) {
 		h := e.hits[name]
 		p.Status.Rules = append(p.Status.Rules, *h.DeepCopy())
@@ -558,6 +560,7 @@ func (s *Store) Delete(ns, name string) error {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	delete(s.policies, key)
+	delete(s.act.conditions, key)
 	s.notify()
 	return nil
 }

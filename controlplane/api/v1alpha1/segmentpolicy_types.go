@@ -77,6 +77,11 @@ type SegmentPolicySpec struct {
 	// +optional
 	Mode Mode `json:"mode,omitempty"`
 
+	// Promotion, when enabled, moves the segment from discover to monitor
+	// to protect on its own once it has been quiet long enough.
+	// +optional
+	Promotion *Promotion `json:"promotion,omitempty"`
+
 	// Ingress lists the flows allowed into the segment's workloads. Rules
 	// (here and in Egress) are keyed by name: server-side apply merges them
 	// rule by rule, so each field manager (a person, GitOps, the learner)

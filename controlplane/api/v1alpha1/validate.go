@@ -51,6 +51,7 @@ func (p *SegmentPolicy) Validate() error {
 	default:
 		add("spec.mode", "unknown mode %q (want discover, monitor or protect)", p.Spec.Mode)
 	}
+	errs = append(errs, p.Spec.Promotion.validate()...)
 	if p.Spec.Selector != nil {
 		if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
 			add("spec.selector", "%v", err)

@@ -1,0 +1,29 @@
+package run
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/bulkhead-io/bulkhead/controlplane/admin"
+	"github.com/bulkhead-io/bulkhead/controlplane/promote"
+	"github.com/bulkhead-io/bulkhead/controlplane/store"
+)
+
+// PromotionConfig tunes automatic promotion (controlplane/promote), which
+// runs for the segments whose policy sets spec.promotion.enabled.
+type PromotionConfig struct {
+	// Interval is how often segments are checked. Zero: 10s.
+	Interval time.Duration
+}
+
+// newPromoter returns the promoter of st's segments.
+func newPromoter(cfg Config, st *store.Store, log *slog.Logger) *promote.Promoter {
+	return promote.New(st, log.With("component", "promote"), promote.Options{Interval: cfg.Promotion.Interval})
+}
+
+// withPromotions serves GET /v1/promotions and the veto endpoint next to
+// the admin API, and vetoes promotion when a person sets a segment's mode.
+func withPromotions(next http.Handler, p *promote.Promoter, log *slog.Logger) http.Handler {
+	return admin.WithPromotions(next, p, log.With("component", "admin"))
+}
