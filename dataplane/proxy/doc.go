@@ -59,7 +59,11 @@
 //  5. L7 connections run two goroutines, each with one buffer that starts at
 //     4 KiB and grows up to Limits.MaxMessage (or the protocol's smaller
 //     l7.Protocol.MaxMessage); frames are parsed in place and never copied
-//     out. One parser serves both directions (protocols frame replies by
+//     out. A 4 KiB buffer comes from a pool when the socket is readable
+//     (the read runs in a syscall.RawConn.Read callback, which gives the
+//     buffer back before parking on EAGAIN) and goes back once everything
+//     read has been consumed, so that an idle connection holds no buffer;
+//     a grown buffer (up to 256 KiB) stays with its connection. One parser serves both directions (protocols frame replies by
 //     what was asked); its calls are serialised by a mutex that is held
 //     from Parse until the frame is judged, reported and answered, never
 //     during I/O. Every request frame is judged, but Control frames, which

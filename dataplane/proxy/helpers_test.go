@@ -38,7 +38,7 @@ var (
 
 // startRedis runs a redis-server on a free loopback port for the test and
 // returns its address.
-func startRedis(t *testing.T) netip.AddrPort {
+func startRedis(t testing.TB) netip.AddrPort {
 	t.Helper()
 	var lastErr error
 	for range 5 {
@@ -63,7 +63,7 @@ func startRedis(t *testing.T) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -202,10 +203,9 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 			s.onAnswer = s.addName
 		}
 	}
-	s.reqScratch = make([]byte, 0, 256)
-	s.repScratch = make([]byte, 0, 256)
-	s.pend = make([]pendingDenial, 0, 8)
-	s.pendBuf = make([]byte, 0, 256)
+	// reqScratch, repScratch, pend and pendBuf start empty: most
+	// connections never deny, and an idle one should hold little. They
+	// grow on the first denial and are reused afterwards.
 	s.headTag.Store(noTag)
 	s.setProtocol(proto.Name)
 	s.touch()
@@ -216,29 +216,88 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 // while sniffing.
 func (s *session) l7(proto *l7.Protocol, cfirst, sfirst []byte) {
 	s.startL7(proto, s.upstream, s.client)
-	reqBuf := fullBuffer(cfirst)
-	repBuf := fullBuffer(sfirst)
-
 	repDone := make(chan struct{})
 	go func() {
 		defer close(repDone)
-		s.replySide(repBuf, len(sfirst))
+		s.replySide(sfirst, len(sfirst))
 	}()
-	s.requestSide(reqBuf, len(cfirst), repDone)
+	s.requestSide(cfirst, len(cfirst), repDone)
 	<-repDone
 	_ = s.client.Close()
 	_ = s.upstream.Close()
 }
 
-// fullBuffer returns a buffer of at least initialBuffer bytes, extended to
-// its capacity, that starts with first.
-func fullBuffer(first []byte) []byte {
-	buf := first
-	if cap(buf) < initialBuffer {
-		buf = make([]byte, initialBuffer)
-		copy(buf, first)
+// bufPool holds the read buffers of initialBuffer bytes. A direction takes
+// one when its socket is readable and gives it back once everything read
+// has been consumed: an idle connection holds no buffer.
+// The pool holds array pointers, which go in and out without allocating.
+var bufPool = sync.Pool{New: func() any { return new([initialBuffer]byte) }}
+
+// getBuffer returns a buffer of initialBuffer bytes from bufPool.
+func getBuffer() []byte { return bufPool.Get().(*[initialBuffer]byte)[:] }
+
+// putBuffer gives buf back to bufPool when it has the pooled size; a grown
+// buffer is left to the collector.
+func putBuffer(buf []byte) {
+	if cap(buf) != initialBuffer {
+		return
 	}
-	return buf[:cap(buf)]
+	bufPool.Put((*[initialBuffer]byte)(buf[:initialBuffer]))
+}
+
+// startBuffer returns the buffer loop starts with, holding first: nil when
+// first is empty (first's own buffer then goes to the pool), else first
+// extended to its capacity, copied into a pooled buffer when smaller than
+// initialBuffer.
+func startBuffer(first []byte) []byte {
+	if len(first) == 0 {
+		putBuffer(first)
+		return nil
+	}
+	if cap(first) < initialBuffer {
+		buf := getBuffer()
+		copy(buf, first)
+		return buf
+	}
+	return first[:cap(first)]
+}
+
+// sockReader reads a socket through its syscall.RawConn into a buffer
+// taken from bufPool only once the socket is readable: while the
+// connection waits for data it holds no buffer. Its fill method is bound
+// once per loop, so that a read allocates nothing.
+type sockReader struct {
+	buf []byte // nil when no buffer is held
+	n   int    // bytes of buf already filled
+	m   int    // bytes read by the last fill
+	err error  // error of the last read syscall
+	// fill is r.read bound once.
+	fill func(fd uintptr) bool
+}
+
+// read is the RawConn.Read callback: it reads the socket into buf[n:],
+// taking a buffer first if none is held. When the socket has nothing to
+// read it gives back a buffer that holds nothing and returns false, so
+// that RawConn.Read waits for readability and calls it again.
+func (r *sockReader) read(fd uintptr) bool {
+	if r.buf == nil {
+		r.buf = getBuffer()
+	}
+	for {
+		m, err := syscall.Read(int(fd), r.buf[r.n:])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if r.n == 0 {
+				putBuffer(r.buf)
+				r.buf = nil
+			}
+			return false
+		}
+		r.m, r.err = max(m, 0), err
+		return true
+	}
 }
 
 // requestSide runs the client → workload direction to its end.
@@ -330,45 +389,63 @@ func isClosed(err error) bool {
 func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte) (consumed, need int, err error)) ([]byte, error) {
 	lim := s.maxMsg
 	idle := s.p.lim.IdleTimeout
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
 	if idle > 0 {
 		_ = src.SetReadDeadline(time.Now().Add(idle))
 	}
+	r := &sockReader{buf: startBuffer(buf[:n])}
+	r.fill = r.read
 	fresh := n > 0
 	for {
 		if s.passing.Load() {
 			// Checked after every read and every deadline change: the
 			// other direction passed the connection.
 			s.startPass()
-			return buf[:n], errPass
+			return r.buf[:n], errPass
 		}
 		if fresh {
-			c, need, err := process(buf[:n])
+			c, need, err := process(r.buf[:n])
 			if errors.Is(err, errPass) {
 				s.startPass()
-				return buf[c:n], errPass
+				return r.buf[c:n], errPass
 			}
 			if err != nil {
 				return nil, err
 			}
 			if c > 0 {
-				n = copy(buf, buf[c:n])
+				n = copy(r.buf, r.buf[c:n])
 			}
-			if n == 0 && len(buf) > shrinkAbove {
-				buf = make([]byte, initialBuffer)
+			if n == 0 && (len(r.buf) > shrinkAbove || len(r.buf) == initialBuffer) {
+				// Nothing pending: the buffer goes back to the pool
+				// (or, grown too large, to the collector) until the
+				// socket is readable again.
+				putBuffer(r.buf)
+				r.buf = nil
 			}
 			if n+need > lim {
 				return nil, errLimit
 			}
-			if n+need > len(buf) || n == len(buf) {
+			if r.buf != nil && (n+need > len(r.buf) || n == len(r.buf)) {
 				if n >= lim {
 					return nil, errLimit
 				}
-				nb := make([]byte, min(lim, max(2*len(buf), n+need)))
-				copy(nb, buf[:n])
-				buf = nb
+				nb := make([]byte, min(lim, max(2*len(r.buf), n+need)))
+				copy(nb, r.buf[:n])
+				putBuffer(r.buf)
+				r.buf = nb
 			}
 		}
-		m, err := src.Read(buf[n:])
+		r.n, r.m, r.err = n, 0, nil
+		err := rc.Read(r.fill)
+		if err == nil && r.err != nil {
+			err = os.NewSyscallError("read", r.err)
+		} else if err == nil && r.m == 0 {
+			err = io.EOF
+		}
+		m := r.m
 		fresh = m > 0
 		if m > 0 {
 			n += m

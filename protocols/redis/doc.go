@@ -11,7 +11,10 @@
 // not answer a request.
 //
 // Frames are views into the caller's input: nothing is copied and a Parse
-// call allocates nothing. Every length read from the wire is checked against
+// call allocates nothing, except that the stack of open reply aggregates is
+// allocated on a parser's first nested reply and grows (by doubling, up to
+// Limits.MaxDepth) the first time replies nest deeper than before: an idle
+// parser holds no stack, and the steady state allocates nothing. Every length read from the wire is checked against
 // the Limits before it is trusted; README.md lists them with the wire format,
 // the deny reply and the known gaps.
 //

@@ -143,10 +143,15 @@ const (
 // caller passes the same bytes again, extended (the buffer may have moved).
 // An input shorter than the previous one starts the message over.
 type Parser struct {
-	lim   Limits
-	req   reqState
-	rep   repState
-	stack []level // open reply aggregates, len == lim.MaxDepth
+	lim Limits
+	req reqState
+	rep repState
+	// stack holds the open reply aggregates, [:rep.depth]. It is
+	// allocated on the first aggregate and grows by doubling, from
+	// initialStack levels up to lim.MaxDepth: an idle parser holds none,
+	// and a connection allocates only when its replies nest deeper than
+	// ever before; after that the steady state allocates nothing.
+	stack []level
 	// scratch receives the fields when Parse is given no Frame.
 	scratch l7.Frame
 }
@@ -167,14 +172,14 @@ func NewParserWithLimits(l Limits) *Parser {
 
 func (p *Parser) init(l Limits) {
 	p.lim = l.normalized()
-	p.stack = make([]level, p.lim.MaxDepth)
+	p.stack = nil
 	p.req = reqState{}
 	p.rep = repState{}
 }
 
 // Limits returns the limits in force.
 func (p *Parser) Limits() Limits {
-	if p.stack == nil {
+	if p.lim.MaxDepth == 0 {
 		return Limits{}.normalized()
 	}
 	return p.lim
@@ -198,7 +203,7 @@ func Protocol() l7.Protocol {
 // top-level reply; OpSkip for a top-level RESP3 attribute (it precedes the
 // reply it decorates, which the next call returns) or push message.
 func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error) {
-	if p.stack == nil {
+	if p.lim.MaxDepth == 0 {
 		p.init(Limits{})
 	}
 	if f == nil {
@@ -653,6 +658,22 @@ type level struct {
 	odd  bool // streamed map: a key is waiting for its value
 }
 
+// initialStack is how many levels the reply stack starts with.
+const initialStack = 4
+
+// push opens level lv on top of the reply stack; the caller has checked
+// that rep.depth < lim.MaxDepth.
+func (p *Parser) push(lv level) {
+	d := p.rep.depth
+	if d == len(p.stack) {
+		ns := make([]level, min(max(2*len(p.stack), initialStack), p.lim.MaxDepth))
+		copy(ns, p.stack)
+		p.stack = ns
+	}
+	p.stack[d] = lv
+	p.rep.depth++
+}
+
 // streamed marks a level whose length was "?": it ends with ".\r\n" (or
 // ";0\r\n" for a streamed string).
 const streamed = -1
@@ -784,8 +805,7 @@ func (p *Parser) parseReply(data []byte, f *l7.Frame) (l7.Op, int, error) {
 				if st.depth >= p.lim.MaxDepth {
 					return p.repFail(errTooDeep)
 				}
-				p.stack[st.depth] = level{left: streamed, kind: '$'}
-				st.depth++
+				p.push(level{left: streamed, kind: '$'})
 				p.advance(next)
 				continue
 			default:
@@ -843,8 +863,7 @@ func (p *Parser) parseReply(data []byte, f *l7.Frame) (l7.Op, int, error) {
 					return p.repFail(errMessageTooLong)
 				}
 			}
-			p.stack[st.depth] = lv
-			st.depth++
+			p.push(lv)
 			p.advance(next)
 			continue
 

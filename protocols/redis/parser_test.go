@@ -850,3 +850,39 @@ func BenchmarkDeny(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// TestStackGrowsOnDemand: the reply stack is allocated lazily and grows up
+// to MaxDepth; once grown, deep replies allocate nothing, and a reply one
+// level too deep is still refused.
+func TestStackGrowsOnDemand(t *testing.T) {
+	nested := func(depth int) []byte {
+		return []byte(strings.Repeat("*1\r\n", depth) + ":1\r\n")
+	}
+	p := NewParserWithLimits(Limits{MaxDepth: 20})
+	if p.stack != nil {
+		t.Fatalf("new parser holds a stack of %d levels", len(p.stack))
+	}
+	var f l7.Frame
+	if op, n, err := p.Parse(l7.DirReply, []byte("$-1\r\n"), &f); op != l7.OpFrame || n != 5 || err != nil {
+		t.Fatalf("null bulk: %v %d %v", op, n, err)
+	}
+	if p.stack != nil {
+		t.Fatalf("a flat reply allocated a stack of %d levels", len(p.stack))
+	}
+	for _, depth := range []int{1, 5, 20} {
+		data := nested(depth)
+		if op, n, err := p.Parse(l7.DirReply, data, &f); op != l7.OpFrame || n != len(data) || err != nil {
+			t.Fatalf("depth %d: %v %d %v", depth, op, n, err)
+		}
+		if len(p.stack) < depth || len(p.stack) > 20 {
+			t.Fatalf("depth %d: stack of %d levels", depth, len(p.stack))
+		}
+	}
+	deep := nested(20)
+	if n := testing.AllocsPerRun(100, func() { p.Parse(l7.DirReply, deep, &f) }); n != 0 {
+		t.Errorf("depth 20 after growing: %v allocations per Parse, want 0", n)
+	}
+	if _, _, err := p.Parse(l7.DirReply, nested(21), &f); !errors.Is(err, l7.ErrMalformed) && !errors.Is(err, l7.ErrTooLong) {
+		t.Errorf("depth 21 with MaxDepth 20: err %v, want a limit error", err)
+	}
+}
