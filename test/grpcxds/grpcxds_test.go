@@ -507,7 +507,16 @@ func TestNACKKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, "discover after the NACK: List", start, time.Second, func() codes.Code { return web.list(ctx) }, codes.OK)
-	if ts := routeStatus(); ts.AckedVersion == goodVersion || ts.Nacks != 1 {
+	// The client applies the new routes before its ACK reaches the server:
+	// wait for the ACK rather than expect it at once.
+	deadline = time.Now().Add(10 * time.Second)
+	for ts := routeStatus(); ts.AckedVersion == goodVersion; ts = routeStatus() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good configuration was never ACKed: %+v", ts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ts := routeStatus(); ts.Nacks != 1 {
 		t.Errorf("after the good configuration: %+v", ts)
 	}
 }
