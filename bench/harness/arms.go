@@ -127,7 +127,11 @@ backend server
 
 func (b *bench) startHAProxy(ctx context.Context, port int) (*lab.Proc, error) {
 	cfg := filepath.Join(b.dir, fmt.Sprintf("haproxy-%d.cfg", port))
-	if err := os.WriteFile(cfg, []byte(haproxyConfig(b.target(port), b.maxConns)), 0o644); err != nil {
+	conf := haproxyConfig(b.target(port), b.maxConns)
+	if port == httpPort {
+		conf = haproxyHTTPConfig(b.target(port), b.maxConns)
+	}
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("haproxy config: %w", err)
 	}
 	if _, err := b.server.Run(ctx, "haproxy", "-c", "-q", "-f", cfg); err != nil {
@@ -223,9 +227,9 @@ func httpGet(ctx context.Context, url string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
-// messageCounts reads bulkhead_proxy_messages_total for Redis from the
+// messageCounts reads bulkhead_proxy_messages_total for protocol from the
 // proxy's /metrics: allowed and denied messages so far.
-func (b *bench) messageCounts(ctx context.Context) (allow, deny float64, err error) {
+func (b *bench) messageCounts(ctx context.Context, protocol string) (allow, deny float64, err error) {
 	code, body, err := httpGet(ctx, b.adminURL("/metrics"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("proxy metrics: %w", err)
@@ -233,7 +237,7 @@ func (b *bench) messageCounts(ctx context.Context) (allow, deny float64, err err
 	if code != http.StatusOK {
 		return 0, 0, fmt.Errorf("proxy metrics: status %d", code)
 	}
-	allow, deny = parseMessageCounts(string(body), "redis")
+	allow, deny = parseMessageCounts(string(body), protocol)
 	return allow, deny, nil
 }
 

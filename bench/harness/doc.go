@@ -32,7 +32,10 @@
 // generator and the server run on CPU 0 (taskset), the proxy under test on
 // CPU 1. Scenarios: Redis (redis-benchmark -t get / -t set, -c 50, -P 1 and
 // -P 16), connection churn (redis-benchmark -k 0: a new connection per
-// request), TCP bulk through an L4-only rule (iperf3), idle connections
+// request), HTTP/1.1 against nginx serving 1 KiB (wrk -c 16 for maximum
+// throughput, then fortio -c 16 at a fixed rate for p50/p90/p99; HAProxy
+// in HTTP mode with ACLs equal to Bulkhead's http rule: GET /bench
+// allowed, /admin denied with 403 by both proxies), TCP bulk through an L4-only rule (iperf3), idle connections
 // (resident memory of the proxy at 0, 1,000 and 10,000 connections that sent
 // one GET each; held by the harness itself, as no standard tool holds idle
 // connections open), and `go test -bench` over the parsers and the verdict

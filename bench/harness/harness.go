@@ -37,6 +37,7 @@ var tools = [][2]string{
 	{"ip", "iproute2"}, {"iptables", "iptables"}, {"taskset", "util-linux"}, {"ss", "iproute2"},
 	{"sysctl", "procps"}, {"redis-server", "redis-server"}, {"redis-cli", "redis-tools"},
 	{"redis-benchmark", "redis-tools"}, {"haproxy", "haproxy"}, {"iperf3", "iperf3"},
+	{"nginx", "nginx-light"}, {"wrk", "wrk"}, {"go", "golang (fortio is built with go install)"},
 }
 
 // CheckTools returns an error naming every missing program and the Debian
@@ -63,6 +64,7 @@ type bench struct {
 	server *lab.Host
 	dir    string // in the lab's dir
 	cache  string // bulkhead-proxy's cache dir, holding the policy
+	fortio string // the fortio binary, built into dir
 	rep    *Report
 	// maxConns is how many connections a proxy (and redis) may hold under
 	// the open-file limit.
@@ -125,10 +127,12 @@ func (b *bench) run(ctx context.Context) (err error) {
 			return fmt.Errorf("harness: %s: %w", s.name, err)
 		}
 	}
-	if err := b.idle(ctx); err != nil {
-		return fmt.Errorf("harness: idle connections: %w", err)
+	if b.opts.selected("idle") {
+		if err := b.idle(ctx); err != nil {
+			return fmt.Errorf("harness: idle connections: %w", err)
+		}
 	}
-	if len(b.prof.Micro) > 0 {
+	if len(b.prof.Micro) > 0 && b.opts.selected("micro") {
 		b.progress("micro-benchmarks: go test -bench %s", strings.Join(b.prof.Micro, " "))
 		run, err := runMicro(ctx, b.opts.ModuleDir, b.prof.Micro, b.prof.MicroBenchtime, b.prof.Nice)
 		b.rep.Micro = run
@@ -176,10 +180,25 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range []struct {
+	waits := []struct {
 		p    *lab.Proc
 		port int
-	}{{redis, redisPort}, {iperf, iperfPort}} {
+	}{{redis, redisPort}, {iperf, iperfPort}}
+	if b.opts.selected("http") {
+		nginx, err := b.startNginx(ctx)
+		if err != nil {
+			return err
+		}
+		waits = append(waits, struct {
+			p    *lab.Proc
+			port int
+		}{nginx, httpPort})
+		b.progress("building %s", fortioModule)
+		if b.fortio, err = buildFortio(ctx, b.dir); err != nil {
+			return err
+		}
+	}
+	for _, w := range waits {
 		if err := b.waitListen(ctx, w.p, w.port); err != nil {
 			return err
 		}

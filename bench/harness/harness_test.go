@@ -215,6 +215,9 @@ func TestBenchPolicy(t *testing.T) {
 	if got := pol.Protocol(iperfPort); got != "tcp" {
 		t.Errorf("port %d protocol %q, want tcp (spliced)", iperfPort, got)
 	}
+	if got := pol.Protocol(httpPort); got != "http" {
+		t.Errorf("port %d protocol %q, want http (parsed)", httpPort, got)
+	}
 }
 
 // TestHAProxyConfig: haproxy itself accepts the configuration.
@@ -259,7 +262,7 @@ func TestMarkdownAndTargets(t *testing.T) {
 	want := map[string]string{
 		"Redis GET -P 1: Bulkhead ≥ 0.9 × HAProxy":                    "0.90 × → yes",
 		"Redis GET -P 16: Bulkhead ≥ 0.8 × HAProxy":                   "0.78 × → no",
-		"HTTP at a fixed rate: ≤ 30 µs added at p50, ≤ 100 µs at p99": "not measured (HTTP/1.1 not in the proxy yet) → —",
+		"HTTP at a fixed rate: ≤ 30 µs added at p50, ≤ 100 µs at p99": "not measured (HTTP scenario not run) → —",
 		"Proxy CPU ≤ 20 µs per request/response: redis GET -P 1":      "12.0 µs → yes",
 		"Proxy CPU ≤ 20 µs per request/response: redis GET -P 16":     "3.0 µs → yes",
 		"TCP bulk through an L4 rule: ≥ 0.9 × HAProxy":                "0.95 × → yes",
@@ -278,7 +281,7 @@ func TestMarkdownAndTargets(t *testing.T) {
 		"| Bulkhead | 10.0 MiB | 20.0 MiB | 10.2 KiB |",
 		"| per connection | 10.2 KiB | 4.1 KiB | 8.2 KiB | 2.0 |",
 		"| dataplane/enforce | Message/allowed | 140.0 | — | 0 | 0 | ✗ |",
-		"## HTTP/1.1\n\nTODO",
+		"## HTTP/1.1\n\nNot run.",
 		"Bulkhead ÷ HAProxy: redis GET -P 1 1.00 ×; redis GET -P 16 1.00 ×; TCP bulk, L4 rule (iperf3) 1.00 ×.",
 	} {
 		if !strings.Contains(md, line) {
@@ -299,5 +302,166 @@ func TestParsePerfStat(t *testing.T) {
 	var pc *perfCounter // perf missing: nothing counted, no panic
 	if _, _, ok := pc.stop(t.Context()); ok {
 		t.Error("a nil counter counted")
+	}
+}
+
+// TestHAProxyHTTPConfig: haproxy accepts the HTTP-mode configuration and
+// its ACLs.
+func TestHAProxyHTTPConfig(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Fatal("haproxy not installed (apt-get install haproxy)")
+	}
+	conf := haproxyHTTPConfig(netip.MustParseAddrPort("198.18.50.3:8080"), 9000)
+	for _, want := range []string{"mode http", "acl bench_path path /bench", "deny_status 403 unless bench_get bench_path"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("config lacks %q", want)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("haproxy", "-c", "-f", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+}
+
+// TestNginxConfig: nginx accepts the configuration (nginx -t).
+func TestNginxConfig(t *testing.T) {
+	if _, err := exec.LookPath("nginx"); err != nil {
+		t.Fatal("nginx not installed (apt-get install nginx-light)")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"www", "tmp"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConfig(dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nginx", "-t", "-q", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+}
+
+const wrkOut = `Running 1s test @ http://198.18.52.3:8080/bench
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   443.21us  100.12us   2.01ms   80.00%
+    Req/Sec    36.90k     1.20k   38.00k    90.00%
+  Latency Distribution
+     50%  443.00us
+     75%  500.00us
+     90%  560.00us
+     99%    1.68ms
+  36710 requests in 1.00s, 41.23MB read
+Requests/sec:  36710.12
+Transfer/sec:     41.20MB
+`
+
+func TestParseWrk(t *testing.T) {
+	got, err := parseWrk([]byte(wrkOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := result{Throughput: 36710.12, P50: 443 * time.Microsecond, P90: 560 * time.Microsecond, P99: 1680 * time.Microsecond, Ops: 36710, Elapsed: time.Second}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for name, tc := range map[string]struct{ out, err string }{
+		"non-2xx":      {strings.Replace(wrkOut, "Requests/sec", "  Non-2xx or 3xx responses: 12\nRequests/sec", 1), "Non-2xx or 3xx responses: 12"},
+		"socket":       {strings.Replace(wrkOut, "Requests/sec", "  Socket errors: connect 16, read 0, write 0, timeout 0\nRequests/sec", 1), "Socket errors"},
+		"no totals":    {"unable to connect to 198.18.52.3:8080 Connection refused\n", "no totals"},
+		"no --latency": {strings.Replace(wrkOut, "     50%  443.00us\n", "", 1), "no latency distribution"},
+	} {
+		if _, err := parseWrk([]byte(tc.out)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: %v, want an error with %q", name, err, tc.err)
+		}
+	}
+}
+
+// fortioJSON is the part of fortio 1.66's -json result the harness reads.
+const fortioJSON = `{"RunType":"HTTP","ActualQPS":1998.5,"ActualDuration":1000670146,
+"DurationHistogram":{"Count":2000,"Min":0.0002,"Max":0.003,"Percentiles":[{"Percentile":50,"Value":0.000504},{"Percentile":90,"Value":0.0007},{"Percentile":99,"Value":0.000958}]},
+"RetCodes":{"200":2000}}`
+
+func TestParseFortioJSON(t *testing.T) {
+	got, err := parseFortioJSON([]byte(fortioJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := result{Throughput: 1998.5, P50: 504 * time.Microsecond, P90: 700 * time.Microsecond, P99: 958 * time.Microsecond, Ops: 2000, Elapsed: 1000670146}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for name, tc := range map[string]struct{ out, err string }{
+		"403s":    {strings.Replace(fortioJSON, `{"200":2000}`, `{"200":1990,"403":10}`, 1), "want every one 200"},
+		"errors":  {strings.Replace(fortioJSON, `{"200":2000}`, `{"-1":2000}`, 1), "want every one 200"},
+		"no p90":  {strings.Replace(fortioJSON, `{"Percentile":90,"Value":0.0007},`, "", 1), "percentiles"},
+		"garbage": {"Aborting because of lookup", "fortio json"},
+	} {
+		if _, err := parseFortioJSON([]byte(tc.out)); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s: %v, want an error with %q", name, err, tc.err)
+		}
+	}
+}
+
+// TestHTTPTargets: the added latency is Bulkhead's median percentile minus
+// direct's, judged against 30 µs at p50 and 100 µs at p99.
+func TestHTTPTargets(t *testing.T) {
+	mk := func(arm Arm, p50, p99 time.Duration) Row {
+		return Row{Scenario: httpRateScenario, Unit: "req/s", CPUUnit: "µs/req", Arm: arm,
+			Samples: []Sample{{Throughput: 5000, P50: p50, P90: (p50 + p99) / 2, P99: p99, CPUPerOp: 15e-6}}}
+	}
+	for _, tc := range []struct {
+		p50, p99 time.Duration
+		want     string
+	}{
+		{p50: 320 * time.Microsecond, p99: 590 * time.Microsecond, want: "20 µs at p50, 90 µs at p99 → yes"},
+		{p50: 340 * time.Microsecond, p99: 590 * time.Microsecond, want: "40 µs at p50, 90 µs at p99 → no"},
+		{p50: 320 * time.Microsecond, p99: 700 * time.Microsecond, want: "20 µs at p50, 200 µs at p99 → no"},
+	} {
+		rep := &Report{Profile: Full(), Rows: []Row{
+			mk(Direct, 300*time.Microsecond, 500*time.Microsecond),
+			mk(HAProxy, 310*time.Microsecond, 550*time.Microsecond),
+			mk(Bulkhead, tc.p50, tc.p99),
+		}}
+		var got string
+		for _, tg := range rep.Targets() {
+			if strings.HasPrefix(tg.What, "HTTP at a fixed rate") {
+				got = tg.Measured + " → " + tg.Met
+			}
+		}
+		if got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+		md := string(rep.Markdown())
+		if want := "| direct | 5,000 req/s | 300 µs | 400 µs | 500 µs | — | — | — | — |"; !strings.Contains(md, want) {
+			t.Errorf("HTTP section lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestScenarioGroups(t *testing.T) {
+	o := Options{BinDir: "bin", ModuleDir: ".", Scenarios: []string{"http", "idle"}}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if !o.selected("http") || o.selected("redis") || o.selected("micro") {
+		t.Errorf("selected: http %v, redis %v, micro %v", o.selected("http"), o.selected("redis"), o.selected("micro"))
+	}
+	b := &bench{opts: o, prof: o.Profile}
+	var names []string
+	for _, s := range b.scenarios() {
+		names = append(names, s.name)
+	}
+	if diff := cmp.Diff([]string{httpMaxScenario, httpRateScenario}, names); diff != "" {
+		t.Errorf("scenarios (-want +got):\n%s", diff)
+	}
+	bad := Options{BinDir: "bin", ModuleDir: ".", Scenarios: []string{"htp"}}
+	if err := bad.defaults(); err == nil || !strings.Contains(err.Error(), `"htp"`) {
+		t.Errorf("unknown group: %v", err)
 	}
 }

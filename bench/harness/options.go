@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,6 +24,11 @@ type Profile struct {
 	RedisRequests, RedisPipelined, ChurnRequests int
 	// BulkTime is iperf3's -t.
 	BulkTime time.Duration
+	// HTTPTime is how long wrk and fortio run (whole seconds); HTTPRate
+	// fortio's fixed rate in requests per second, zero for half of what
+	// the Bulkhead arm reached under wrk in the same run.
+	HTTPTime time.Duration
+	HTTPRate int
 	// IdleConns are the connection counts at which the proxies' resident
 	// memory is read, in increasing order; the first is usually 0.
 	IdleConns []int
@@ -50,6 +57,7 @@ func Full() Profile {
 		RedisPipelined: 600_000,
 		ChurnRequests:  20_000,
 		BulkTime:       6 * time.Second,
+		HTTPTime:       10 * time.Second,
 		IdleConns:      []int{0, 1_000, 10_000},
 		Micro:          []string{"./protocols/...", "./dataplane/..."},
 		Nice:           -10,
@@ -67,6 +75,8 @@ func Smoke() Profile {
 		RedisPipelined: 8_000,
 		ChurnRequests:  300,
 		BulkTime:       time.Second,
+		HTTPTime:       time.Second,
+		HTTPRate:       2000,
 		IdleConns:      []int{0, 50},
 		Micro:          []string{"./protocols/redis", "./dataplane/enforce"},
 		MicroBenchtime: "1x",
@@ -91,11 +101,22 @@ type Options struct {
 	// (<scenario>.pprof), taken during the first round of each load
 	// scenario from the proxy's /debug/pprof/profile.
 	PprofDir string
+	// Scenarios selects what runs by group: redis, churn, bulk, http,
+	// idle, micro. Empty: everything.
+	Scenarios []string
 	// Progress receives one line per measurement as the run goes. Nil:
 	// discarded.
 	Progress io.Writer
 	// Log receives the lab's log. Nil: discarded.
 	Log *slog.Logger
+}
+
+// Groups are the scenario groups Options.Scenarios selects from.
+var Groups = []string{"redis", "churn", "bulk", "http", "idle", "micro"}
+
+// selected reports whether group runs.
+func (o *Options) selected(group string) bool {
+	return len(o.Scenarios) == 0 || slices.Contains(o.Scenarios, group)
 }
 
 func (o *Options) defaults() error {
@@ -115,8 +136,13 @@ func (o *Options) defaults() error {
 	if p.Nice < -20 || p.Nice > 19 {
 		return fmt.Errorf("harness: profile %q: nice %d outside -20..19", p.Name, p.Nice)
 	}
-	if p.Rounds < 1 || p.RedisRequests < 1 || p.RedisPipelined < 1 || p.ChurnRequests < 1 || p.BulkTime < time.Second {
-		return fmt.Errorf("harness: profile %q: rounds and request counts must be positive, bulk time at least 1s", p.Name)
+	if p.Rounds < 1 || p.RedisRequests < 1 || p.RedisPipelined < 1 || p.ChurnRequests < 1 || p.BulkTime < time.Second || p.HTTPTime < time.Second || p.HTTPRate < 0 {
+		return fmt.Errorf("harness: profile %q: rounds and request counts must be positive, bulk and HTTP time at least 1s", p.Name)
+	}
+	for _, g := range o.Scenarios {
+		if !slices.Contains(Groups, g) {
+			return fmt.Errorf("harness: unknown scenario group %q (want one of %s)", g, strings.Join(Groups, ", "))
+		}
 	}
 	if len(p.Micro) > 0 && o.ModuleDir == "" {
 		return errors.New("harness: micro-benchmarks need ModuleDir")

@@ -16,13 +16,10 @@ import (
 var allowedRedis = []string{"GET", "SET"}
 
 // benchPolicy is the server's policy in protect mode: the client may send
-// GET and SET on the Redis port and anything on the iperf3 port (an L4-only
-// rule, so that connection is spliced). Other peers, ports and commands are
-// denied.
-//
-// TODO(http): when protocols/http1 is listed in protocols/all, declare an
-// HTTP port here with an http L7Rule (methods and paths the load tools use)
-// and add the HTTP scenarios (fortio at a fixed rate, wrk at full speed).
+// GET and SET on the Redis port, GET of httpPath on the HTTP port, and
+// anything on the iperf3 port (an L4-only rule, so that connection is
+// spliced). Other peers, ports, commands, methods and paths (deniedPath)
+// are denied.
 func benchPolicy() *bulkheadv1.ProxyPolicy {
 	client := []*bulkheadv1.Peer{{Peer: &bulkheadv1.Peer_Segment{Segment: "bench/client"}}}
 	return &bulkheadv1.ProxyPolicy{
@@ -32,6 +29,7 @@ func benchPolicy() *bulkheadv1.ProxyPolicy {
 		Ports: []*bulkheadv1.Port{
 			{Port: redisPort, Protocol: "redis"},
 			{Port: iperfPort, Protocol: "tcp"},
+			{Port: httpPort, Protocol: "http"},
 		},
 		Ingress: []*bulkheadv1.Rule{
 			{
@@ -44,6 +42,15 @@ func benchPolicy() *bulkheadv1.ProxyPolicy {
 				Name:  "bench/server/from-client-tcp-5201",
 				Peers: client,
 				Ports: []*bulkheadv1.Port{{Port: iperfPort, Protocol: "tcp"}},
+			},
+			{
+				Name:  "bench/server/from-client-http-8080",
+				Peers: client,
+				Ports: []*bulkheadv1.Port{{Port: httpPort, Protocol: "http"}},
+				L7: []*bulkheadv1.L7Rule{{
+					Verbs:     []string{"GET"},
+					Resources: []*bulkheadv1.Pattern{{Kind: &bulkheadv1.Pattern_Exact{Exact: httpPath}}},
+				}},
 			},
 		},
 		Revision: "bench",

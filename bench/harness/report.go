@@ -39,6 +39,7 @@ type Machine struct {
 	CPU, Kernel, Go            string
 	Cores                      int
 	HAProxy, Redis, Iperf3, OS string
+	Nginx, Wrk                 string
 	// LoadStart and LoadEnd are /proc/loadavg's 1, 5 and 15 minute load
 	// averages before and after the run: other work on the machine.
 	LoadStart, LoadEnd string
@@ -67,9 +68,9 @@ type Row struct {
 
 // Sample is one measurement.
 type Sample struct {
-	Throughput float64       // in Row.Unit
-	P50, P99   time.Duration // zero: not measured
-	Elapsed    time.Duration
+	Throughput    float64       // in Row.Unit
+	P50, P90, P99 time.Duration // zero: not measured
+	Elapsed       time.Duration
 	// CPU is the proxy's CPU time during the run, CPUPerOp that divided by
 	// the requests (connections, gigabytes) of the run, in seconds. Zero
 	// for direct.
@@ -110,6 +111,7 @@ func (r Row) med() Sample {
 	return Sample{
 		Throughput: pick(func(s Sample) float64 { return s.Throughput }),
 		P50:        time.Duration(pick(func(s Sample) float64 { return float64(s.P50) })),
+		P90:        time.Duration(pick(func(s Sample) float64 { return float64(s.P90) })),
 		P99:        time.Duration(pick(func(s Sample) float64 { return float64(s.P99) })),
 		Elapsed:    time.Duration(pick(func(s Sample) float64 { return float64(s.Elapsed) })),
 		CPU:        time.Duration(pick(func(s Sample) float64 { return float64(s.CPU) })),
@@ -191,6 +193,8 @@ func machine(ctx context.Context) Machine {
 	m.HAProxy = first("haproxy", "-v")
 	m.Redis = first("redis-server", "--version")
 	m.Iperf3 = first("iperf3", "--version")
+	m.Nginx = first("nginx", "-v")
+	m.Wrk = first("wrk", "--version")
 	return m
 }
 
@@ -207,10 +211,10 @@ func (r *Report) Markdown() []byte {
 	m := r.Machine
 	w("## Setup\n\n")
 	w("- Machine: %s, %d cores, %s, kernel %s; %s.\n", m.CPU, m.Cores, m.OS, m.Kernel, m.Go)
-	w("- Tools: %s; %s; %s; redis-benchmark from redis-tools.\n", m.HAProxy, m.Redis, m.Iperf3)
+	w("- Tools: %s; %s; %s; redis-benchmark from redis-tools; %s; %s; fortio (`%s`).\n", m.HAProxy, m.Redis, m.Iperf3, m.Nginx, m.Wrk, fortioModule)
 	w("- Layout: two network namespaces (`client`, `server`) on a bridge (test/lab). The load generator (in `client`) and the server (redis-server, iperf3 in `server`) are pinned to CPU %s; the proxy under test to CPU %s. All of them run at nice %d (the same for every arm), so that other work on the shared machine weighs less on the results.\n", loadCPU, proxyCPU, r.Profile.Nice)
 	w("- **direct**: client → server, no proxy.\n")
-	w("- **HAProxy**: `haproxy -db`, TCP mode, `nbthread 1`, no logging, listening on port %d behind the same iptables REDIRECT that `bulkhead-proxy init` installs in `server`; forwards to the server's address.\n", proxyPort)
+	w("- **HAProxy**: `haproxy -db`, TCP mode (HTTP mode with ACLs for the HTTP scenarios), `nbthread 1`, no logging, listening on port %d behind the same iptables REDIRECT that `bulkhead-proxy init` installs in `server`; forwards to the server's address.\n", proxyPort)
 	w("- **Bulkhead**: `bulkhead-proxy run` with GOMAXPROCS=1, transparent behind that REDIRECT, in **protect** mode. Policy: the client may send Redis `%s` on %d and anything on %d (an L4-only rule: spliced); every other command, port and peer is denied. Before each Redis run the harness checks that `SET` passes and `CONFIG GET` is denied by the proxy, and after it that the proxy allowed at least as many Redis messages as the run sent (every message parsed and judged). The proxy runs without a control plane: the policy is restored from its cache directory, written with `xdsclient.WriteCache` — no control-plane CPU on the two cores and no policy change mid-run; flows are still aggregated per message (their reports to the absent control plane fail and are retried with backoff).\n",
 		strings.Join(allowedRedis, "`, `"), redisPort, iperfPort)
 	w("- Proxy CPU: utime+stime from `/proc/<pid>/stat` (10 ms ticks) over the run, divided by the requests (connections, gigabytes) the tool reports. RSS: `VmRSS` from `/proc/<pid>/status` after the run.\n")
@@ -282,8 +286,7 @@ func (r *Report) Markdown() []byte {
 		w("\n</details>\n\n")
 	}
 
-	w("## HTTP/1.1\n\n")
-	w("TODO: not measured yet. The HTTP/1.1 parser (`protocols/http1`) is not listed in `protocols/all`, so the proxy cannot enforce HTTP yet. Once it is: fortio (`fortio.org/fortio`) at a fixed rate of about half the proxy's maximum, 16 connections, 1 KB payloads, p50/p90/p99; `wrk` for maximum throughput; HAProxy in HTTP mode with path/method ACLs equivalent to the Bulkhead policy (see the TODO in `bench/harness/policy.go`).\n\n")
+	r.writeHTTP(&b)
 
 	w("## Idle connections\n\n")
 	if len(r.Idle) > 0 {
@@ -383,7 +386,14 @@ func (r *Report) Targets() []Target {
 			ts = append(ts, Target{fmt.Sprintf("Redis %s %s: Bulkhead ≥ %.1f × HAProxy", test, c.pipe, c.min), fmt.Sprintf("%.2f ×", q), yes(q >= c.min)})
 		}
 	}
-	ts = append(ts, Target{"HTTP at a fixed rate: ≤ 30 µs added at p50, ≤ 100 µs at p99", "not measured (HTTP/1.1 not in the proxy yet)", "—"})
+	if b, d := r.row(httpRateScenario, Bulkhead), r.row(httpRateScenario, Direct); b != nil && d != nil {
+		bm, dm := b.med(), d.med()
+		a50, a99 := bm.P50-dm.P50, bm.P99-dm.P99
+		ts = append(ts, Target{"HTTP at a fixed rate: ≤ 30 µs added at p50, ≤ 100 µs at p99",
+			fmt.Sprintf("%s at p50, %s at p99", us(a50), us(a99)), yes(a50 <= 30*time.Microsecond && a99 <= 100*time.Microsecond)})
+	} else {
+		ts = append(ts, Target{"HTTP at a fixed rate: ≤ 30 µs added at p50, ≤ 100 µs at p99", "not measured (HTTP scenario not run)", "—"})
+	}
 	for _, row := range r.Rows {
 		if row.Arm != Bulkhead || row.CPUUnit != "µs/req" {
 			continue
@@ -450,6 +460,43 @@ func (r *Report) writeTargets(b *bytes.Buffer) {
 		fmt.Fprintf(b, "Proxy CPU per request (connection, gigabyte), Bulkhead ÷ HAProxy: %s. Throughput ratios depend on how the machine's other work lets each proxy be scheduled; CPU per request counts only the proxy's own time and is the steadier comparison.\n\n", strings.Join(cpu, "; "))
 	}
 }
+
+// writeHTTP is the HTTP/1.1 section: the latency of each arm at
+// fortio's fixed rate and what each proxy adds to direct.
+func (r *Report) writeHTTP(b *bytes.Buffer) {
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("## HTTP/1.1\n\n")
+	d := r.row(httpRateScenario, Direct)
+	if d == nil {
+		w("Not run.\n\n")
+		return
+	}
+	w("nginx (one worker, pinned with the load generator) serves a %d-byte file at `%s`. `wrk -t 1 -c %d -d %ds --latency` measures each arm's maximum; fortio (`%s`, `load -c %d -qps <rate> -t %ds -r 0.000001`, 1 µs histogram buckets) then loads each arm at a fixed rate, ", httpBody, httpPath, httpConns, int(r.Profile.HTTPTime/time.Second), fortioModule, httpConns, int(r.Profile.HTTPTime/time.Second))
+	if r.Profile.HTTPRate > 0 {
+		w("%d requests/s (the profile's).", r.Profile.HTTPRate)
+	} else {
+		w("half of the Bulkhead arm's median under wrk, rounded down to 100 requests/s.")
+	}
+	w(" Bulkhead's policy allows `GET %s` (an `http` rule: method GET, exact path); HAProxy runs in HTTP mode (`http-request deny deny_status 403 unless { method GET } { path %s }`, keep-alive both sides, `http-reuse always`). Before each run the harness checks that `GET %s` gets 200 with the 1 KiB body through every arm and `GET %s` gets 403 from each proxy (nginx serves it, so the 403 is the proxy's), and after it that Bulkhead allowed at least as many HTTP messages as the tool made requests.\n\n", httpPath, httpPath, httpPath, deniedPath)
+	w("| arm | rate | p50 | p90 | p99 | added p50 | added p90 | added p99 | proxy CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	dm := d.med()
+	for _, arm := range Arms {
+		row := r.row(httpRateScenario, arm)
+		if row == nil {
+			continue
+		}
+		s := row.med()
+		add50, add90, add99, cpu := "—", "—", "—", "—"
+		if arm != Direct {
+			add50, add90, add99 = us(s.P50-dm.P50), us(s.P90-dm.P90), us(s.P99-dm.P99)
+			cpu = perOp(s.CPUPerOp, row.CPUUnit) + " " + row.CPUUnit
+		}
+		w("| %s | %s req/s | %s | %s | %s | %s | %s | %s | %s |\n", arm, num(s.Throughput), us(s.P50), us(s.P90), us(s.P99), add50, add90, add99, cpu)
+	}
+	w("\nAdded latency is the arm's median percentile minus direct's: it includes the second pass through the kernel's TCP stack and the REDIRECT that any sidecar pays, not only the proxy's own work.\n\n")
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 
 func num(v float64) string {
 	switch {

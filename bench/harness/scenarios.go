@@ -19,12 +19,17 @@ import (
 type scenario struct {
 	name string // "redis GET -P 1"
 	slug string // file name of its profile
-	port int
+	// group is what Options.Scenarios selects by: redis, churn, bulk, http.
+	group string
+	port  int
 	// unit of Throughput; cpuUnit says what Ops counts.
 	unit, cpuUnit string
-	// redis: the run's messages must all have been allowed by Bulkhead.
-	redis bool
-	// requests the tool is told to make (redis), for the allow check.
+	// protocol: the run's messages must all have been allowed by
+	// Bulkhead and counted under this protocol ("redis", "http"); empty
+	// for an L4-only scenario.
+	protocol string
+	// requests the tool is told to make (redis), for the allow check;
+	// zero: the requests the tool reports (result.Ops).
 	requests int
 	run      func(ctx context.Context) (result, error)
 }
@@ -39,23 +44,39 @@ func (b *bench) scenarios() []scenario {
 		for _, test := range []string{"SET", "GET"} {
 			ss = append(ss, scenario{
 				name: fmt.Sprintf("redis %s -P %d", test, pipe), slug: fmt.Sprintf("redis-%s-P%d", strings.ToLower(test), pipe),
-				port: redisPort, unit: "req/s", cpuUnit: "µs/req", redis: true, requests: n,
+				group: "redis", port: redisPort, unit: "req/s", cpuUnit: "µs/req", protocol: "redis", requests: n,
 				run: b.redisBenchmark(test, pipe, n, true),
 			})
 		}
 	}
 	ss = append(ss, scenario{
 		name: "connection churn (redis GET -k 0)", slug: "churn",
-		port: redisPort, unit: "conn/s", cpuUnit: "µs/conn", redis: true, requests: b.prof.ChurnRequests,
+		group: "churn", port: redisPort, unit: "conn/s", cpuUnit: "µs/conn", protocol: "redis", requests: b.prof.ChurnRequests,
 		run: b.redisBenchmark("GET", 1, b.prof.ChurnRequests, false),
 	})
 	ss = append(ss, scenario{
 		name: "TCP bulk, L4 rule (iperf3)", slug: "tcp-bulk",
-		port: iperfPort, unit: "Gbit/s", cpuUnit: "s/GB",
+		group: "bulk", port: iperfPort, unit: "Gbit/s", cpuUnit: "s/GB",
 		run: b.iperf3,
 	})
-	return ss
+	// wrk first: fortio's fixed rate is half of what Bulkhead reaches.
+	ss = append(ss, scenario{
+		name: httpMaxScenario, slug: "http-wrk",
+		group: "http", port: httpPort, unit: "req/s", cpuUnit: "µs/req", protocol: "http",
+		run: b.wrk,
+	}, scenario{
+		name: httpRateScenario, slug: "http-fortio",
+		group: "http", port: httpPort, unit: "req/s", cpuUnit: "µs/req", protocol: "http",
+		run: b.fortioLoad,
+	})
+	return slices.DeleteFunc(ss, func(s scenario) bool { return !b.opts.selected(s.group) })
 }
+
+// The HTTP/1.1 scenarios' names.
+const (
+	httpMaxScenario  = "http GET 1 KiB, max (wrk)"
+	httpRateScenario = "http GET 1 KiB, fixed rate (fortio)"
+)
 
 // redisBenchmark runs redis-benchmark -t test -c 50 -P pipe -n n in the
 // client, pinned to the load CPU; keepAlive false is -k 0 (a new connection
@@ -131,11 +152,18 @@ func (b *bench) measure(ctx context.Context, s scenario, arm Arm, round int) (_ 
 	defer func() { err = errors.Join(err, r.stop()) }()
 	pid := r.pid()
 	var allow0, deny0 float64
-	if arm == Bulkhead && s.redis {
-		if err := b.checkRedisPolicy(ctx); err != nil {
+	if s.protocol == "http" {
+		if err := b.checkHTTPPolicy(ctx, arm); err != nil {
 			return Sample{}, err
 		}
-		if allow0, deny0, err = b.messageCounts(ctx); err != nil {
+	}
+	if arm == Bulkhead && s.protocol != "" {
+		if s.protocol == "redis" {
+			if err := b.checkRedisPolicy(ctx); err != nil {
+				return Sample{}, err
+			}
+		}
+		if allow0, deny0, err = b.messageCounts(ctx, s.protocol); err != nil {
 			return Sample{}, err
 		}
 	}
@@ -167,7 +195,7 @@ func (b *bench) measure(ctx context.Context, s scenario, arm Arm, round int) (_ 
 	if err != nil {
 		return Sample{}, err
 	}
-	sm := Sample{Throughput: res.Throughput, P50: res.P50, P99: res.P99, Elapsed: res.Elapsed}
+	sm := Sample{Throughput: res.Throughput, P50: res.P50, P90: res.P90, P99: res.P99, Elapsed: res.Elapsed}
 	if pid != 0 {
 		cpu1, err := procCPU(pid)
 		if err != nil {
@@ -182,15 +210,19 @@ func (b *bench) measure(ctx context.Context, s scenario, arm Arm, round int) (_ 
 			return Sample{}, err
 		}
 	}
-	if arm == Bulkhead && s.redis {
-		allow1, deny1, err := b.messageCounts(ctx)
+	if arm == Bulkhead && s.protocol != "" {
+		allow1, deny1, err := b.messageCounts(ctx, s.protocol)
 		if err != nil {
 			return Sample{}, err
 		}
 		// Every request was parsed, judged and allowed; the run's CONFIG
 		// GETs (redis-benchmark asks for the server's config) were denied.
-		if got := allow1 - allow0; got < float64(s.requests) {
-			return Sample{}, fmt.Errorf("the proxy allowed %.0f Redis messages during a run of %d requests: not every request was parsed and judged", got, s.requests)
+		want := float64(s.requests)
+		if want == 0 {
+			want = res.Ops
+		}
+		if got := allow1 - allow0; got < want {
+			return Sample{}, fmt.Errorf("the proxy allowed %.0f %s messages during a run of %.0f requests: not every request was parsed and judged", got, s.protocol, want)
 		}
 		sm.Denied = deny1 - deny0
 	}

@@ -66,12 +66,15 @@ func TestSmoke(t *testing.T) {
 		if proxied := row.Arm != Direct; proxied != (s.RSS > 0) {
 			t.Errorf("%s %s: RSS %d", row.Scenario, row.Arm, s.RSS)
 		}
+		if strings.HasPrefix(row.Scenario, "http") && (s.P90 < s.P50 || s.P99 < s.P90) {
+			t.Errorf("%s %s: p50 %v, p90 %v, p99 %v", row.Scenario, row.Arm, s.P50, s.P90, s.P99)
+		}
 		if row.Arm == Bulkhead && strings.HasPrefix(row.Scenario, "redis") && s.Denied < 1 {
 			t.Errorf("%s: the proxy denied nothing, yet redis-benchmark asks for CONFIG at start", row.Scenario)
 		}
 	}
-	if len(scenarios) != 6 || len(rep.Rows) != 6*len(Arms) {
-		t.Errorf("%d scenarios in %d rows, want 6 in %d: %v", len(scenarios), len(rep.Rows), 6*len(Arms), scenarios)
+	if len(scenarios) != 8 || len(rep.Rows) != 8*len(Arms) {
+		t.Errorf("%d scenarios in %d rows, want 8 in %d: %v", len(scenarios), len(rep.Rows), 8*len(Arms), scenarios)
 	}
 	if len(rep.Idle) != 2 {
 		t.Fatalf("idle rows: %+v", rep.Idle)
@@ -93,7 +96,7 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("micro-benchmarks lack the Redis parser (%v) or the verdict path (%v): %+v", parse, verdict, rep.Micro.Results)
 	}
 	profiles, _ := filepath.Glob(filepath.Join(pprofDir, "*.pprof"))
-	if len(profiles) != 7 || !slices.Contains(profiles, filepath.Join(pprofDir, "idle-heap.pprof")) {
+	if len(profiles) != 9 || !slices.Contains(profiles, filepath.Join(pprofDir, "idle-heap.pprof")) {
 		t.Errorf("profiles of the Bulkhead arm: %v, want a CPU profile per load scenario and idle-heap", profiles)
 	}
 	if b := rep.Idle[1]; b.Arm != Bulkhead || b.Points[1].Goroutines <= b.Points[0].Goroutines || b.Points[0].GoHeap <= 0 {
@@ -102,7 +105,7 @@ func TestSmoke(t *testing.T) {
 
 	rep.Commit, rep.Date = "abc", time.Now()
 	md := string(rep.Markdown())
-	for _, want := range []string{"## Targets", "| redis GET -P 16 | Bulkhead |", "## Idle connections", "TODO", "## Parsers and verdict", "ParseRequest/get"} {
+	for _, want := range []string{"## Targets", "| redis GET -P 16 | Bulkhead |", "## Idle connections", "| arm | rate | p50 | p90 | p99 | added p50 |", "## Parsers and verdict", "ParseRequest/get"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -14,8 +14,8 @@ import (
 type result struct {
 	// Throughput in the scenario's unit (requests/s, Gbit/s).
 	Throughput float64
-	// P50 and P99 latency; zero when the tool does not measure it.
-	P50, P99 time.Duration
+	// P50, P90 and P99 latency; zero when the tool does not measure it.
+	P50, P90, P99 time.Duration
 	// Ops is what the proxy's CPU is divided by: requests, or gigabytes.
 	Ops float64
 	// Elapsed is how long the tool ran.

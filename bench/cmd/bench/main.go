@@ -42,6 +42,7 @@ func run(ctx context.Context) error {
 		prefix   = flag.String("prefix", "bhbench", "lab name prefix")
 		subnet   = flag.String("subnet", "198.18.50.0/24", "lab subnet, inside 198.18.0.0/15")
 		verbose  = flag.Bool("v", false, "log the lab's steps")
+		only     = flag.String("scenarios", "", "comma-separated scenario groups to run ("+strings.Join(harness.Groups, ", ")+"; default all); a partial run is written to <date>-<groups>.md, never latest.md")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -72,8 +73,13 @@ func run(ctx context.Context) error {
 	if *verbose {
 		lvl = slog.LevelDebug
 	}
+	var groups []string
+	if *only != "" {
+		groups = strings.Split(*only, ",")
+	}
 	opts := harness.Options{
-		BinDir: binDir, ModuleDir: root, Prefix: *prefix, Subnet: sn, Profile: prof, PprofDir: *pprofDir,
+		Scenarios: groups,
+		BinDir:    binDir, ModuleDir: root, Prefix: *prefix, Subnet: sn, Profile: prof, PprofDir: *pprofDir,
 		Progress: os.Stderr, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})),
 	}
 	rep, err := harness.Run(ctx, opts)
@@ -91,12 +97,17 @@ func run(ctx context.Context) error {
 		return err
 	}
 	name := filepath.Join(*out, rep.Date.UTC().Format("2006-01-02")+"-"+rep.Commit+".md")
-	for _, p := range []string{name, filepath.Join(*out, "latest.md")} {
+	files := []string{name, filepath.Join(*out, "latest.md")}
+	if len(groups) > 0 {
+		name = filepath.Join(*out, rep.Date.UTC().Format("2006-01-02")+"-"+strings.Join(groups, "+")+".md")
+		files = []string{name}
+	}
+	for _, p := range files {
 		if err := os.WriteFile(p, md, 0o644); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(os.Stderr, "bench: wrote", name, "and latest.md")
+	fmt.Fprintln(os.Stderr, "bench: wrote", strings.Join(files, " and "))
 	return nil
 }
 
