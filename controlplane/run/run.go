@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		Log:      log.With("component", "admin"),
 	})
 	httpSrv := &http.Server{
-		Handler:           withPromotions(withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }), prom, log),
+		Handler:           withMap(withPromotions(withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }), prom, log), rec, c),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,

@@ -72,6 +72,7 @@ func NewCommand(s Streams, extra ...Extra) *cobra.Command {
 	root.AddCommand(modeCommand(g), policyCommand(g), flowsCommand(g, false), flowsCommand(g, true), proxiesCommand(g))
 	root.AddCommand(operatorCommands(g)...) // operator.go
 	root.AddCommand(promotionCommands(g)...)
+	root.AddCommand(mapCommand(g)) // svcmap.go
 	for _, e := range extra {
 		root.AddCommand(e(g))
 	}
