@@ -1,6 +1,7 @@
 // Package admin is the control plane's HTTP API for the CLI and operators:
 // policies (list, export, apply), segments and their modes, namespace default
-// modes, recent flows and violations, the xDS nodes, health and metrics.
+// modes, the infrastructure allowances, recent flows and violations, the xDS
+// nodes, health and metrics.
 //
 // Every answer is JSON but the export (YAML) and /metrics (Prometheus text).
 // Errors are {"error": "..."} with the status code that fits: 400 for a bad
@@ -88,6 +89,7 @@ func NewHandler(d Deps) http.Handler {
 	a.mux.HandleFunc("GET /v1/flows", a.listFlows)
 	a.mux.HandleFunc("GET /v1/violations", a.listViolations)
 	a.mux.HandleFunc("GET /v1/proxies", a.listProxies)
+	a.mux.HandleFunc("GET /v1/infrastructure", a.getInfrastructure)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	if d.Metrics != nil {
 		a.mux.Handle("GET /metrics", d.Metrics)

@@ -125,8 +125,23 @@ func Compile(in Input) (*Output, error) {
 			pp.Ports = append(pp.Ports, &bulkheadv1.Port{Port: uint32(port.Port), Protocol: port.Protocol})
 		}
 		slices.SortFunc(pp.Ports, func(a, b *bulkheadv1.Port) int { return cmp.Compare(a.Port, b.Port) })
-		if p := pols[key]; p != nil {
+		p := pols[key]
+		if p != nil {
 			pp.Ingress, pp.Egress = p.ingress, p.egress
+		}
+		var pol *v1alpha1.SegmentPolicy
+		if p != nil {
+			pol = p.p
+		}
+		if InfraEnabled(in.Settings.Infrastructure, pol) {
+			ing, eg := infraRules(in.Settings.Infrastructure, w.Namespace, seg, pp.Ports, pp.Egress)
+			// Concat copies: the policy's rule slices are shared.
+			if len(ing) > 0 {
+				pp.Ingress = slices.Concat(pp.Ingress, ing)
+			}
+			if len(eg) > 0 {
+				pp.Egress = slices.Concat(pp.Egress, eg)
+			}
 		}
 		rev, err := revision(pp)
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package store holds Bulkhead's segment policies, modes and their observed
 // status. Standalone, its source of truth is a folder:
 //
-//	<dir>/settings.yaml                      defaultMode, namespaceModes
+//	<dir>/settings.yaml                      defaultMode, namespaceModes, infrastructure
 //	<dir>/policies/<namespace>/<name>.yaml   one SegmentPolicy, export form
 //
 // Every write replaces a file atomically (temporary file in the same folder,
@@ -64,11 +64,12 @@ func (d Direction) String() string {
 	return fmt.Sprintf("direction(%d)", uint8(d))
 }
 
-// Settings are the default modes: the cluster's and per namespace. An empty
-// DefaultMode means discover.
+// Settings are the default modes, the cluster's and per namespace, and the
+// infrastructure allowances. An empty DefaultMode means discover.
 type Settings struct {
 	DefaultMode    v1alpha1.Mode            `json:"defaultMode,omitempty"`
 	NamespaceModes map[string]v1alpha1.Mode `json:"namespaceModes,omitempty"`
+	Infrastructure Infrastructure           `json:"infrastructure,omitzero"`
 }
 
 // Mode is the default mode of a segment of namespace ns that does not set
@@ -83,9 +84,13 @@ func (s Settings) Mode(ns string) v1alpha1.Mode {
 	return v1alpha1.ModeDiscover
 }
 
-// Validate reports every unknown mode and bad namespace name.
+// Validate reports every unknown mode, bad namespace name and bad
+// infrastructure allowance.
 func (s Settings) Validate() error {
 	var errs []error
+	if err := s.Infrastructure.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("infrastructure: %w", err))
+	}
 	if err := checkMode(s.DefaultMode); err != nil {
 		errs = append(errs, fmt.Errorf("defaultMode: %w", err))
 	}
@@ -101,7 +106,7 @@ func (s Settings) Validate() error {
 }
 
 func (s Settings) clone() Settings {
-	c := Settings{DefaultMode: s.DefaultMode}
+	c := Settings{DefaultMode: s.DefaultMode, Infrastructure: s.Infrastructure.clone()}
 	if len(s.NamespaceModes) > 0 {
 		c.NamespaceModes = make(map[string]v1alpha1.Mode, len(s.NamespaceModes))
 		for k, v := range s.NamespaceModes {
@@ -442,6 +447,14 @@ func (s *Store) SetNamespaceMode(ns string, m v1alpha1.Mode) error {
 		}
 		st.NamespaceModes[ns] = m
 	})
+}
+
+// SetInfrastructure replaces the infrastructure allowances.
+func (s *Store) SetInfrastructure(in Infrastructure) error {
+	if err := in.Validate(); err != nil {
+		return fmt.Errorf("set infrastructure: %w", err)
+	}
+	return s.updateSettings(func(st *Settings) { st.Infrastructure = in.clone() })
 }
 
 func (s *Store) updateSettings(f func(*Settings)) error {

@@ -82,6 +82,13 @@ type SegmentPolicySpec struct {
 	// +optional
 	Promotion *Promotion `json:"promotion,omitempty"`
 
+	// Infrastructure, when disabled, drops the control plane's
+	// infrastructure allowances (kubelet probes, metrics scraping, DNS to
+	// the cluster resolvers) from this segment. Empty: they apply as the
+	// control plane's settings configure them.
+	// +optional
+	Infrastructure *Infrastructure `json:"infrastructure,omitempty"`
+
 	// Ingress lists the flows allowed into the segment's workloads. Rules
 	// (here and in Egress) are keyed by name: server-side apply merges them
 	// rule by rule, so each field manager (a person, GitOps, the learner)
@@ -98,14 +105,28 @@ type SegmentPolicySpec struct {
 	Egress []Rule `json:"egress,omitempty"`
 }
 
+// Infrastructure is a segment's choice about the infrastructure allowances.
+type Infrastructure struct {
+	// Disabled drops every infrastructure allowance from the segment.
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// InfraRulePrefix starts the names of the rules the control plane adds for
+// infrastructure traffic ("bulkhead-infra-probes", …). A policy's own rules
+// may not use it.
+const InfraRulePrefix = "bulkhead-infra-"
+
 // Rule is one allowed pattern of flows: peers, ports with their protocol and
 // L7 matchers. A flow is allowed when its peer matches one of Peers (or Peers
 // is empty: any peer), its port one of Ports, and its L7 fields the matcher of
 // its protocol (no matcher: every message).
 type Rule struct {
 	// Name identifies the rule within its policy (hits, violations, xDS).
-	// Learned rules get a deterministic name.
+	// Learned rules get a deterministic name. The prefix "bulkhead-infra-"
+	// is reserved for the infrastructure allowances.
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('bulkhead-infra-')",message="the prefix bulkhead-infra- is reserved for infrastructure allowances"
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 	Name string `json:"name"`
 

@@ -73,6 +73,9 @@ func (p *SegmentPolicy) Validate() error {
 				add(path+".name", "%q repeats %s[%d]", rules[i].Name, dir, j)
 			}
 			seen[rules[i].Name] = i
+			if strings.HasPrefix(rules[i].Name, InfraRulePrefix) {
+				add(path+".name", "%q: the prefix %q is reserved for infrastructure allowances", rules[i].Name, InfraRulePrefix)
+			}
 			for _, e := range rules[i].validate(dir == "spec.egress") {
 				errs = append(errs, fmt.Errorf("%s.%w", path, e))
 			}
