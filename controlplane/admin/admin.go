@@ -170,27 +170,6 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, bool) 
 	return data, true
 }
 
-// problems flattens a joined error into one line per problem.
-func problems(err error) []string {
-	var out []string
-	var walk func(prefix string, err error)
-	walk = func(prefix string, err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(prefix, e)
-			}
-			return
-		}
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				out = append(out, prefix+line)
-			}
-		}
-	}
-	walk("", err)
-	return out
-}
-
 func (a *api) listPolicies(w http.ResponseWriter, _ *http.Request) {
 	ps := a.Store.List()
 	if ps == nil {
@@ -230,37 +209,28 @@ func (a *api) applyPolicies(w http.ResponseWriter, r *http.Request) {
 	}
 	ps, err := v1alpha1.UnmarshalYAML(data)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("parse policies: %v", err), problems(err)...)
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("parse policies: %v", err), store.Problems(err)...)
 		return
 	}
 	if len(ps) == 0 {
 		writeError(w, http.StatusBadRequest, "no policies in the request body")
 		return
 	}
-	// Validate here so that bad input is told apart from a failing store.
-	var errs []error
-	seen := map[string]int{}
-	for i, p := range ps {
-		key := p.Namespace + "/" + p.Name
-		if err := p.Validate(); err != nil {
-			for _, pr := range problems(err) {
-				errs = append(errs, fmt.Errorf("%s: %s", key, pr))
-			}
-		}
-		if j, dup := seen[key]; dup {
-			errs = append(errs, fmt.Errorf("%s: given twice (documents %d and %d)", key, j+1, i+1))
-		}
-		seen[key] = i
-	}
-	if len(errs) > 0 {
-		list := problems(errors.Join(errs...))
+	// The store validates everything first and applies nothing when
+	// anything is wrong; ErrInvalid tells bad input from a failing disk.
+	changed, err := a.Store.Apply(ps)
+	if errors.Is(err, store.ErrInvalid) {
+		list := store.Problems(err)
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d problems: %s", len(list), strings.Join(list, "; ")), list...)
 		return
 	}
-	changed, err := a.Store.Apply(ps)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	seen := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		seen[p.Namespace+"/"+p.Name] = true
 	}
 	res := ApplyResult{Changed: changed, Unchanged: []string{}}
 	if res.Changed == nil {

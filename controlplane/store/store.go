@@ -500,8 +500,9 @@ func (s *Store) Apply(ps []*v1alpha1.SegmentPolicy) ([]string, error) {
 		}
 		key := p.Namespace + "/" + p.Name
 		if err := p.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-			continue
+			for _, pr := range Problems(err) {
+				errs = append(errs, fmt.Errorf("%s: %s", key, pr))
+			}
 		}
 		if j, dup := seen[key]; dup {
 			errs = append(errs, fmt.Errorf("%s: given twice (policies %d and %d)", key, j+1, i+1))
@@ -509,7 +510,7 @@ func (s *Store) Apply(ps []*v1alpha1.SegmentPolicy) ([]string, error) {
 		seen[key] = i
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("apply: %w", errors.Join(errs...))
+		return nil, &InvalidError{Problems: errs}
 	}
 
 	type change struct {
