@@ -59,7 +59,11 @@ func (r *Rule) Normalize() {
 		return r.Ports[i].Protocol < r.Ports[j].Protocol
 	})
 	if r.Redis != nil {
-		r.Redis.Commands = normalizeSet(r.Redis.Commands)
+		// normSet keeps nil as nil; commands stay a list ([] rather
+		// than null) as before.
+		if r.Redis.Commands = normSet(r.Redis.Commands, strings.ToLower); r.Redis.Commands == nil {
+			r.Redis.Commands = []string{}
+		}
 	}
 	for i := range r.Peers {
 		if f := r.Peers[i].FQDN; f != "" {
@@ -67,20 +71,6 @@ func (r *Rule) Normalize() {
 		}
 	}
 	r.normalizeMatchers()
-}
-
-func normalizeSet(in []string) []string {
-	seen := make(map[string]bool, len(in))
-	out := make([]string, 0, len(in))
-	for _, c := range in {
-		c = strings.ToLower(strings.TrimSpace(c))
-		if !seen[c] {
-			seen[c] = true
-			out = append(out, c)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // TypeMetaSegmentPolicy is the apiVersion and kind of a SegmentPolicy.
