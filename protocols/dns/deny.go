@@ -80,8 +80,8 @@ func DenyDatagram(dst []byte, f *l7.Frame, reason string) []byte {
 		do = 0x80
 	}
 	text := len(edePrefix)
-	if printable(reason) {
-		text += 2 + cleanLen(reason, maxDenyReason)
+	if l7.HasPrintable(reason) {
+		text += 2 + l7.PrintableLen(reason, maxDenyReason)
 	}
 	opt := 4 + 2 + text // option code, length; info-code; text
 	dst = append(dst,
@@ -93,9 +93,9 @@ func DenyDatagram(dst []byte, f *l7.Frame, reason string) []byte {
 		0, optionEDE, byte((opt-4)>>8), byte(opt-4),
 		0, edeBlocked)
 	dst = append(dst, edePrefix...)
-	if printable(reason) {
+	if l7.HasPrintable(reason) {
 		dst = append(dst, ": "...)
-		dst = appendClean(dst, reason, maxDenyReason)
+		dst = l7.AppendPrintable(dst, reason, maxDenyReason)
 	}
 	return dst
 }
@@ -207,39 +207,4 @@ func appendWireName(dst []byte, name []byte) []byte {
 		name = name[i+1:]
 	}
 	return append(dst, 0)
-}
-
-// printable reports whether s holds a byte appendClean keeps, other than a
-// space.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// cleanLen is the number of bytes appendClean appends.
-func cleanLen(s string, max int) int {
-	n := 0
-	for i := 0; i < len(s) && n < max; i++ {
-		if s[i] >= ' ' && s[i] < 0x7f {
-			n++
-		}
-	}
-	return n
-}
-
-// appendClean appends the printable ASCII bytes (space to '~') of s, at
-// most max of them.
-func appendClean(dst []byte, s string, max int) []byte {
-	n := 0
-	for i := 0; i < len(s) && n < max; i++ {
-		if c := s[i]; c >= ' ' && c < 0x7f {
-			dst = append(dst, c)
-			n++
-		}
-	}
-	return dst
 }

@@ -1008,8 +1008,8 @@ func checkDeny(t testing.TB, out []byte, f *l7.Frame, reason string) {
 	}
 	text := string(opts[0].Data[2:])
 	want := "bulkhead"
-	if printable(reason) {
-		want += ": " + string(appendClean(nil, reason, maxDenyReason))
+	if l7.HasPrintable(reason) {
+		want += ": " + string(l7.AppendPrintable(nil, reason, maxDenyReason))
 	}
 	if text != want {
 		t.Fatalf("EDE text %q, want %q", text, want)

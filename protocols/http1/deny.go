@@ -40,7 +40,7 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 			r++
 		}
 	}
-	if !printable(reason) {
+	if !l7.HasPrintable(reason) {
 		r = 0
 	}
 	n := len(denyBody) + 1 // "\n"
@@ -65,15 +65,4 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 		dst = append(dst, ')')
 	}
 	return append(dst, '\n')
-}
-
-// printable reports whether s holds a printable ASCII byte other than a
-// space.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
 }

@@ -69,20 +69,10 @@ func isMeta(verb []byte) bool {
 // appendReason appends " (reason)" when reason holds a printable
 // character: its printable ASCII bytes, at most maxDenyReason of them.
 func appendReason(dst []byte, reason string) []byte {
-	printable := false
-	for i := 0; i < len(reason) && !printable; i++ {
-		printable = reason[i] > ' ' && reason[i] < 0x7f
-	}
-	if !printable {
+	if !l7.HasPrintable(reason) {
 		return dst
 	}
 	dst = append(dst, " ("...)
-	n := 0
-	for i := 0; i < len(reason) && n < maxDenyReason; i++ {
-		if c := reason[i]; c >= ' ' && c < 0x7f {
-			dst = append(dst, c)
-			n++
-		}
-	}
+	dst = l7.AppendPrintable(dst, reason, maxDenyReason)
 	return append(dst, ')')
 }

@@ -67,15 +67,15 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	str := len(dst)
 	dst = binary.LittleEndian.AppendUint32(dst, 0) // string size
 	dst = append(dst, "bulkhead: "...)
-	if printable(verb) {
-		dst = appendClean(dst, verb, maxDenyName)
+	if l7.HasPrintable(verb) {
+		dst = l7.AppendPrintable(dst, verb, maxDenyName)
 	} else {
 		dst = append(dst, "request"...)
 	}
 	dst = append(dst, " denied by policy"...)
-	if printable(reason) {
+	if l7.HasPrintable(reason) {
 		dst = append(dst, " ("...)
-		dst = appendClean(dst, reason, maxDenyReason)
+		dst = l7.AppendPrintable(dst, reason, maxDenyReason)
 		dst = append(dst, ')')
 	}
 	dst = append(dst, 0)
@@ -90,29 +90,5 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	dst = append(dst, 0)
 	binary.LittleEndian.PutUint32(dst[doc:], uint32(len(dst)-doc))
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start))
-	return dst
-}
-
-// printable reports whether s holds a byte that appendClean keeps, other
-// than a space.
-func printable[S ~string | ~[]byte](s S) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// appendClean appends the printable ASCII bytes (space to '~') of s, at
-// most max of them.
-func appendClean[S ~string | ~[]byte](dst []byte, s S, max int) []byte {
-	n := 0
-	for i := 0; i < len(s) && n < max; i++ {
-		if c := s[i]; c >= ' ' && c < 0x7f {
-			dst = append(dst, c)
-			n++
-		}
-	}
 	return dst
 }

@@ -58,12 +58,12 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, seq, markERR, byte(code), byte(code>>8), '#', '4', '2', '0', '0', '0')
 	dst = append(dst, "bulkhead: "...)
-	if printable(verb) {
+	if l7.HasPrintable(verb) {
 		dst = appendClean(dst, verb, maxDenyVerb)
 	} else {
 		dst = append(dst, "request"...)
 	}
-	if printable(res) {
+	if l7.HasPrintable(res) {
 		dst = append(dst, what...)
 		dst = appendClean(dst, res, maxDenyResource)
 		dst = append(dst, '\'')
@@ -72,7 +72,7 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 		}
 	}
 	dst = append(dst, " denied by policy"...)
-	if printable(reason) {
+	if l7.HasPrintable(reason) {
 		dst = append(dst, " ("...)
 		dst = appendClean(dst, reason, maxDenyReason)
 		dst = append(dst, ')')
@@ -80,17 +80,6 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	l := len(dst) - start - headerLen
 	dst[start], dst[start+1], dst[start+2] = byte(l), byte(l>>8), byte(l>>16)
 	return dst
-}
-
-// printable reports whether s holds a byte that appendClean keeps, other
-// than a space.
-func printable[S ~string | ~[]byte](s S) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // appendClean appends the printable ASCII bytes (space to '~') of s, at

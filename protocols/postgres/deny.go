@@ -84,20 +84,20 @@ func appendError(dst []byte, severity string, f *l7.Frame, reason string) []byte
 	dst = append(dst, 0, 'M')
 	dst = append(dst, "bulkhead: "...)
 	switch {
-	case f == nil || !printable(f.Verb):
+	case f == nil || !l7.HasPrintable(f.Verb):
 		dst = append(dst, "statement"...)
 	case f.Args == 0 && string(f.Verb) == "CANCEL":
 		dst = append(dst, "cancel request"...)
 	default:
-		dst = appendClean(dst, f.Verb, maxDenyVerb)
-		if printable(f.Sub) {
+		dst = l7.AppendPrintable(dst, f.Verb, maxDenyVerb)
+		if l7.HasPrintable(f.Sub) {
 			dst = append(dst, " ("...)
-			dst = appendClean(dst, f.Sub, maxDenyVerb)
+			dst = l7.AppendPrintable(dst, f.Sub, maxDenyVerb)
 			dst = append(dst, ')')
 		}
-		if printable(f.Resource) {
+		if l7.HasPrintable(f.Resource) {
 			dst = append(dst, " on "...)
-			dst = appendClean(dst, f.Resource, maxDenyTable)
+			dst = l7.AppendPrintable(dst, f.Resource, maxDenyTable)
 			if more := f.NMore; more > 0 || f.Overflow {
 				dst = append(dst, " and "...)
 				if f.Overflow {
@@ -110,38 +110,13 @@ func appendError(dst []byte, severity string, f *l7.Frame, reason string) []byte
 		}
 	}
 	dst = append(dst, " denied by policy"...)
-	if printable(reason) {
+	if l7.HasPrintable(reason) {
 		dst = append(dst, " ("...)
-		dst = appendClean(dst, reason, maxDenyReason)
+		dst = l7.AppendPrintable(dst, reason, maxDenyReason)
 		dst = append(dst, ')')
 	}
 	dst = append(dst, 0, 0)
 	n := len(dst) - start - 1
 	dst[start+1], dst[start+2], dst[start+3], dst[start+4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-	return dst
-}
-
-// printable reports whether s holds a byte that appendClean keeps, other
-// than a space.
-func printable[S ~string | ~[]byte](s S) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// appendClean appends the printable ASCII bytes (space to '~') of s, at
-// most max of them: no NUL can end a field early, no control byte reaches
-// a terminal.
-func appendClean[S ~string | ~[]byte](dst []byte, s S, max int) []byte {
-	n := 0
-	for i := 0; i < len(s) && n < max; i++ {
-		if c := s[i]; c >= ' ' && c < 0x7f {
-			dst = append(dst, c)
-			n++
-		}
-	}
 	return dst
 }

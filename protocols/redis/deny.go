@@ -28,10 +28,10 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	if f != nil {
 		verb, sub = f.Verb, f.Sub
 	}
-	if printable(verb) {
+	if l7.HasPrintable(verb) {
 		dst = append(dst, "command '"...)
 		dst = appendClean(dst, verb, maxDenyName, true)
-		if printable(sub) {
+		if l7.HasPrintable(sub) {
 			dst = append(dst, '|')
 			dst = appendClean(dst, sub, maxDenyName, true)
 		}
@@ -39,23 +39,12 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	} else {
 		dst = append(dst, "request is not allowed"...)
 	}
-	if printable(reason) {
+	if l7.HasPrintable(reason) {
 		dst = append(dst, " ("...)
 		dst = appendClean(dst, reason, maxDenyReason, false)
 		dst = append(dst, ')')
 	}
 	return append(dst, "\r\n"...)
-}
-
-// printable reports whether s holds a byte that appendClean keeps, other
-// than a space.
-func printable[S ~string | ~[]byte](s S) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] > ' ' && s[i] < 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // appendClean appends the printable ASCII bytes (space to '~') of s, at
