@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
+	"github.com/bulkhead-io/bulkhead/controlplane/streams"
 )
 
 // Sink takes the flows of one message; *flows.Server is one.
@@ -116,44 +117,19 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) StreamAccessLogs(stream grpc.ClientStreamingServer[accesslogv3.StreamAccessLogsMessage, accesslogv3.StreamAccessLogsResponse]) error {
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
-	type recv struct {
-		m   *accesslogv3.StreamAccessLogsMessage
-		err error
-	}
-	// Recv cannot be interrupted: it runs on a goroutine of its own that
-	// ends when the handler returns (which cancels the stream).
-	ch := make(chan recv)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			select {
-			case ch <- recv{m, err}:
-			case <-done:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	rx := streams.NewReceiver(stream.Recv, s.stopping)
+	defer rx.Close()
 	node := ""
 	warned := false
 	for {
-		var r recv
-		select {
-		case r = <-ch:
-		case <-s.stopping:
-			return status.Error(codes.Unavailable, "control plane shutting down")
-		}
-		if errors.Is(r.err, io.EOF) {
+		m, err := rx.Next()
+		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&accesslogv3.StreamAccessLogsResponse{})
 		}
-		if r.err != nil {
-			return r.err
+		if err != nil {
+			return err
 		}
-		if id := r.m.GetIdentifier().GetNode().GetId(); id != "" {
+		if id := m.GetIdentifier().GetNode().GetId(); id != "" {
 			if len(id) > maxNode {
 				return status.Errorf(codes.InvalidArgument, "node id is %d bytes, at most %d", len(id), maxNode)
 			}
@@ -165,10 +141,10 @@ func (s *Server) StreamAccessLogs(stream grpc.ClientStreamingServer[accesslogv3.
 		if node == "" {
 			return status.Error(codes.InvalidArgument, "the first message must identify the node")
 		}
-		if tcp := r.m.GetTcpLogs().GetLogEntry(); len(tcp) > 0 {
+		if tcp := m.GetTcpLogs().GetLogEntry(); len(tcp) > 0 {
 			s.metrics.entries.WithLabelValues("skipped").Add(float64(len(tcp)))
 		}
-		entries := r.m.GetHttpLogs().GetLogEntry()
+		entries := m.GetHttpLogs().GetLogEntry()
 		if len(entries) == 0 {
 			continue
 		}

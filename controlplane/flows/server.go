@@ -18,6 +18,7 @@ import (
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/controlplane/store"
+	"github.com/bulkhead-io/bulkhead/controlplane/streams"
 )
 
 // Observer learns from flows; *learn.Learner is one.
@@ -101,43 +102,17 @@ func (s *Server) Register(gs *grpc.Server) { bulkheadv1.RegisterFlowServiceServe
 // with more than MaxBatch flows ends the stream with InvalidArgument.
 func (s *Server) Report(stream grpc.ClientStreamingServer[bulkheadv1.FlowBatch, bulkheadv1.ReportSummary]) error {
 	var sum bulkheadv1.ReportSummary
-	type recv struct {
-		b   *bulkheadv1.FlowBatch
-		err error
-	}
-	// Recv cannot be interrupted; it runs in a goroutine of its own so that
-	// the handler can return when the server stops. Returning cancels the
-	// stream's context, which ends the pending Recv and so the goroutine.
-	ch := make(chan recv)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			b, err := stream.Recv()
-			select {
-			case ch <- recv{b, err}:
-			case <-done:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	rx := streams.NewReceiver(stream.Recv, s.stopping)
+	defer rx.Close()
 	for {
-		var r recv
-		select {
-		case r = <-ch:
-		case <-s.stopping:
-			return status.Error(codes.Unavailable, "control plane shutting down")
-		}
-		if errors.Is(r.err, io.EOF) {
+		b, err := rx.Next()
+		if errors.Is(err, io.EOF) {
 			return stream.SendAndClose(&sum)
 		}
-		if r.err != nil {
-			return r.err
+		if err != nil {
+			return err
 		}
-		if err := s.batch(r.b, &sum); err != nil {
+		if err := s.batch(b, &sum); err != nil {
 			return err
 		}
 	}
