@@ -154,10 +154,12 @@ func (b *bench) startHAProxy(ctx context.Context, port int) (*lab.Proc, error) {
 }
 
 func (b *bench) startBulkhead(ctx context.Context) (*lab.Proc, error) {
-	// Nothing listens on the xDS address: the proxy runs on its cache.
+	// Nothing listens on the xDS address: the proxy runs on its cache
+	// (so plaintext, --insecure, costs nothing: no control plane to trust).
 	p, err := b.server.Start(ctx, "env", append([]string{"GOMAXPROCS=1", "nice"}, b.pinned(proxyCPU, b.proxyBin(), "run",
 		"--node", nodeID,
 		"--xds-addr", "127.0.0.1:9",
+		"--insecure",
 		"--inbound-addr", ":"+strconv.Itoa(proxyPort),
 		"--admin-addr", ":"+strconv.Itoa(adminPort),
 		"--cache-dir", b.cache,

@@ -31,10 +31,16 @@ func mainErr() error {
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 	)
-	fs.StringVar(&cfg.StateDir, "state-dir", "", "folder of policies and settings (required)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "folder of policies and settings (required but in kube mode, where it holds only the flow history)")
+	var kf kubeFlags // kube.go
+	kf.register(fs)
+	inj := registerInject(fs) // inject.go
 	fs.StringVar(&cfg.WorkloadsFile, "workloads", "", "standalone workloads file (YAML)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", run.DefaultGRPCAddr, "address serving xDS (ADS) and flow reports")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", run.DefaultAdminAddr, "address serving the admin API, /metrics and /healthz")
+	trustFlags(fs, &cfg.Trust) // trust.go
+	fs.StringVar(&cfg.AdminAuth.TokenFile, "admin-token-file", "", "file holding the admin API's bearer token (default: <state-dir>/admin-token, created when absent)")
+	fs.BoolVar(&cfg.AdminAuth.Insecure, "admin-insecure", false, "serve the admin API without authentication (logged as a warning; never for production)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -44,7 +50,11 @@ func mainErr() error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if cfg.StateDir == "" {
+	var err error
+	if cfg.Kube, err = kf.config(); err != nil {
+		return err
+	}
+	if cfg.StateDir == "" && cfg.Kube == nil {
 		return fmt.Errorf("--state-dir is required")
 	}
 	switch m := v1alpha1.Mode(*mode); m {
@@ -70,5 +80,9 @@ func mainErr() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run.Run(ctx, cfg, slog.New(h))
+	logger := slog.New(h)
+	if cfg.Kube != nil {
+		logKubeTo(logger) // kube.go
+	}
+	return inj.run(ctx, cfg, logger)
 }

@@ -64,7 +64,9 @@ func root() *cobra.Command {
 		f.DurationVar(&cfg.ReportInterval, "report-interval", agent.DefaultReportInterval, "how often flows are reported")
 		f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 		f.IntVar(&cfg.Limits.MaxConns, "max-conns", 0, "most connections proxied at once (0: the proxy's default, 8192)")
+		limitFlags(c, &cfg.Limits)
 		f.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+		trustFlags(c, &cfg.Trust) // trust.go
 		f.BoolVar(&cfg.Outbound.Enabled, "outbound", false, "also proxy outbound TCP and DNS (the targets of init --outbound)")
 		f.StringVar(&cfg.Outbound.Addr, "outbound-addr", agent.DefaultOutboundAddr, "outbound listener")
 		f.StringSliceVar(&cfg.Outbound.DNSAddrs, "dns-addrs", nil, "DNS proxy sockets (default 127.0.0.1:15053 and [::1]:15053)")
@@ -119,7 +121,7 @@ func root() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return capture.Remove(cmd.Context()) },
 	}
-	root.AddCommand(run, initCmd, cleanup)
+	root.AddCommand(run, initCmd, cleanup, certCmd()) // certCmd: trust.go
 	return root
 }
 

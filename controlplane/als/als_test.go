@@ -176,6 +176,11 @@ type env struct {
 
 func newEnv(t *testing.T, mode string) *env {
 	t.Helper()
+	return newEnvWith(t, mode, Options{})
+}
+
+func newEnvWith(t *testing.T, mode string, opts Options) *env {
+	t.Helper()
 	st, err := store.Open(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +205,7 @@ func newEnv(t *testing.T, mode string) *env {
 		}
 		return NewView(out)
 	}
-	srv := NewServer(fs, view, nil, Options{})
+	srv := NewServer(fs, view, nil, opts)
 	gs := grpc.NewServer()
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

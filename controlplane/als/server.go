@@ -62,6 +62,17 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now tells the time of entries without a start time. Nil: time.Now.
 	Now func() time.Time
+	// Authorizer, when set, binds each stream to the node its peer proves
+	// (its client certificate): a stream without one is refused
+	// (Unauthenticated), a message naming another node ends it with
+	// PermissionDenied. Nil: node ids are self-declared (plaintext mode).
+	Authorizer Authorizer
+}
+
+// Authorizer names the node a stream's peer proved to be (ca.Authorizer on
+// a TLS server); an error (Unauthenticated) refuses the stream.
+type Authorizer interface {
+	NodeOf(ctx context.Context) (string, error)
 }
 
 // Server is the Access Log Service.
@@ -117,6 +128,16 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) StreamAccessLogs(stream grpc.ClientStreamingServer[accesslogv3.StreamAccessLogsMessage, accesslogv3.StreamAccessLogsResponse]) error {
 	s.metrics.streams.Inc()
 	defer s.metrics.streams.Dec()
+	peer := ""
+	if s.opts.Authorizer != nil {
+		var err error
+		if peer, err = s.opts.Authorizer.NodeOf(stream.Context()); err != nil {
+			if _, ok := status.FromError(err); !ok {
+				err = status.Error(codes.Unauthenticated, err.Error())
+			}
+			return err
+		}
+	}
 	rx := streams.NewReceiver(stream.Recv, s.stopping)
 	defer rx.Close()
 	node := ""
@@ -135,6 +156,10 @@ func (s *Server) StreamAccessLogs(stream grpc.ClientStreamingServer[accesslogv3.
 			}
 			if node != "" && id != node {
 				return status.Errorf(codes.InvalidArgument, "node id changed on the stream from %q to %q", node, id)
+			}
+			if s.opts.Authorizer != nil && id != peer {
+				s.log.Warn("access log stream refused: node id differs from the certificate's", "certificate", peer, "node", id)
+				return status.Errorf(codes.PermissionDenied, "node id %q is not the certificate's %q", id, peer)
 			}
 			node = id
 		}

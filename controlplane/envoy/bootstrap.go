@@ -45,6 +45,9 @@ type BootstrapOptions struct {
 	AdminPort uint16
 	// StateOfTheWorld makes Envoy use SotW ADS instead of delta ADS.
 	StateOfTheWorld bool
+	// TLS, when set, speaks mutual TLS to the control plane with the
+	// node's certificate folder (bootstrap_tls.go); nil: plaintext.
+	TLS *BootstrapTLS
 }
 
 func (o BootstrapOptions) validate() (host string, port uint16, err error) {
@@ -62,6 +65,11 @@ func (o BootstrapOptions) validate() (host string, port uint16, err error) {
 	if _, err := netip.ParseAddr(h); err != nil {
 		if msgs := validation.IsDNS1123Subdomain(h); len(msgs) > 0 {
 			return "", 0, fmt.Errorf("bootstrap: control plane host %q is neither an IP nor a DNS name", h)
+		}
+	}
+	if o.TLS != nil {
+		if err := o.TLS.validate(); err != nil {
+			return "", 0, err
 		}
 	}
 	return h, uint16(n), nil
@@ -97,6 +105,12 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if o.StateOfTheWorld {
 		apiType = corev3.ApiConfigSource_GRPC
 	}
+	var transport *corev3.TransportSocket
+	if o.TLS != nil {
+		if transport, err = o.TLS.envoyTransport(host); err != nil {
+			return nil, err
+		}
+	}
 	return &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.Node, Cluster: EnvoyNodeCluster},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
@@ -126,6 +140,7 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 				}}}},
 			},
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+			TransportSocket:               transport,
 		}}},
 		Admin: &bootstrapv3.Admin{Address: socketAddress(netip.MustParseAddr("127.0.0.1"), o.AdminPort)},
 	}, nil
@@ -133,18 +148,15 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 
 // GRPCBootstrap is the bootstrap file of a proxyless gRPC node (what
 // GRPC_XDS_BOOTSTRAP points to): the control plane as its xDS server
-// (plaintext), the node, and the listener name template of Bulkhead's
+// (plaintext, or mutual TLS with TLS set), the node, and the listener name template of Bulkhead's
 // inbound listeners, as indented JSON.
 func GRPCBootstrap(o BootstrapOptions) ([]byte, error) {
 	if _, _, err := o.validate(); err != nil {
 		return nil, err
 	}
-	type creds struct {
-		Type string `json:"type"`
-	}
 	type server struct {
 		URI      string   `json:"server_uri"`
-		Creds    []creds  `json:"channel_creds"`
+		Creds    []any    `json:"channel_creds"`
 		Features []string `json:"server_features"`
 	}
 	type node struct {
@@ -157,9 +169,12 @@ func GRPCBootstrap(o BootstrapOptions) ([]byte, error) {
 		Node     node     `json:"node"`
 		Template string   `json:"server_listener_resource_name_template"`
 	}{
-		Servers:  []server{{URI: o.ControlPlane, Creds: []creds{{Type: "insecure"}}, Features: []string{"xds_v3"}}},
+		Servers:  []server{{URI: o.ControlPlane, Creds: []any{map[string]string{"type": "insecure"}}, Features: []string{"xds_v3"}}},
 		Node:     node{ID: o.Node, Cluster: GRPCNodeCluster, Locality: map[string]string{}},
 		Template: GRPCListenerTemplate,
+	}
+	if o.TLS != nil {
+		doc.Servers[0].Creds = []any{o.TLS.grpcCreds()}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

@@ -160,6 +160,7 @@ func ruleJSON(r v1alpha1.Rule) string {
 	if r.Origin == "" {
 		r.Origin = v1alpha1.OriginUser
 	}
+	r.LearnedFrom = nil // provenance, not policy: no drift when git drops it
 	b, _ := json.Marshal(r)
 	return string(b)
 }

@@ -7,6 +7,7 @@ type metrics struct {
 	rejected   prometheus.Counter
 	dropped    prometheus.Counter
 	violations *prometheus.CounterVec
+	refused    *prometheus.CounterVec
 }
 
 // newMetrics builds the Server's metrics, and the Recorder's sizes and
@@ -30,10 +31,17 @@ func newMetrics(reg prometheus.Registerer, rec *Recorder) *metrics {
 			Help: "Messages or connections no rule allowed, by verdict (violation, deny) and mode.",
 		}, []string{"verdict", "mode"}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulkhead_flows_refused_total",
+		Help: "Flows refused from a reporter that may not report them, by reason (node_mismatch, unknown_node, not_endpoint, segment, rate_limited); neither recorded nor learned.",
+	}, []string{"reason"})
+	for _, r := range []string{RefusedNode, RefusedUnknownNode, RefusedNotEndpoint, RefusedSegment, RefusedRate} {
+		m.refused.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.received, m.rejected, m.dropped, m.violations)
+	reg.MustRegister(m.received, m.rejected, m.dropped, m.violations, m.refused)
 	if rec != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

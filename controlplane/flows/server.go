@@ -54,6 +54,23 @@ type ServerOptions struct {
 	MaxBatch int
 	// Registerer receives the package's metrics. Nil: not registered.
 	Registerer prometheus.Registerer
+	// Authorizer, when set, binds each Report stream to the node its peer
+	// proves (auth.go): a stream without one is refused (Unauthenticated),
+	// a batch naming another node ends it with PermissionDenied. Nil: node
+	// ids are self-declared (plaintext mode).
+	Authorizer Authorizer
+	// Endpoints, when set, refuses flows the reporting node is not an
+	// endpoint of (see Endpoints); refused flows are neither recorded nor
+	// learned, and are counted (bulkhead_flows_refused_total{reason}) and
+	// logged (at most once a second).
+	Endpoints Endpoints
+	// FlowRate and FlowBurst are the token bucket of flows each node may
+	// report; the excess is refused (reason rate_limited). Zero:
+	// DefaultFlowRate, DefaultFlowBurst; a negative FlowRate: unlimited.
+	FlowRate  float64
+	FlowBurst int
+	// Now is the rate limiter's clock; nil: time.Now.
+	Now func() time.Time
 }
 
 // Server receives flow reports (bulkheadv1.FlowService). For each batch it
@@ -70,6 +87,10 @@ type Server struct {
 	maxBatch int
 	metrics  *metrics
 	sinks    []Sink // see sink.go
+	auth     Authorizer
+	ep       Endpoints
+	limit    *limiter
+	refusals logLimiter
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Start when its context ends
@@ -85,8 +106,20 @@ func NewServer(rec *Recorder, learner Observer, hits HitRecorder, log *slog.Logg
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.FlowRate == 0 {
+		opts.FlowRate = DefaultFlowRate
+	}
+	if opts.FlowBurst <= 0 {
+		opts.FlowBurst = DefaultFlowBurst
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Server{
-		rec: rec, learner: learner, hits: hits,
+		auth: opts.Authorizer, ep: opts.Endpoints,
+		limit:    newLimiter(opts.FlowRate, opts.FlowBurst, opts.Now),
+		refusals: logLimiter{interval: time.Second},
+		rec:      rec, learner: learner, hits: hits,
 		log:      log.With("component", "flows"),
 		maxBatch: opts.MaxBatch,
 		metrics:  newMetrics(opts.Registerer, rec),
@@ -102,6 +135,16 @@ func (s *Server) Register(gs *grpc.Server) { bulkheadv1.RegisterFlowServiceServe
 // with more than MaxBatch flows ends the stream with InvalidArgument.
 func (s *Server) Report(stream grpc.ClientStreamingServer[bulkheadv1.FlowBatch, bulkheadv1.ReportSummary]) error {
 	var sum bulkheadv1.ReportSummary
+	peer := ""
+	if s.auth != nil {
+		var err error
+		if peer, err = s.auth.NodeOf(stream.Context()); err != nil {
+			if _, ok := status.FromError(err); !ok {
+				err = status.Error(codes.Unauthenticated, err.Error())
+			}
+			return err
+		}
+	}
 	rx := streams.NewReceiver(stream.Recv, s.stopping)
 	defer rx.Close()
 	for {
@@ -111,6 +154,10 @@ func (s *Server) Report(stream grpc.ClientStreamingServer[bulkheadv1.FlowBatch, 
 		}
 		if err != nil {
 			return err
+		}
+		if s.auth != nil && b.GetNode() != peer {
+			s.refuse(peer, RefusedNode, len(b.GetFlows()), nil)
+			return status.Errorf(codes.PermissionDenied, "batch names node %q, the certificate %q", truncate(b.GetNode(), maxNode), peer)
 		}
 		if err := s.batch(b, &sum); err != nil {
 			return err
@@ -144,7 +191,7 @@ func (s *Server) batch(b *bulkheadv1.FlowBatch, sum *bulkheadv1.ReportSummary) e
 	}
 	flows := make([]*bulkheadv1.Flow, 0, len(b.GetFlows()))
 	var firstErr error
-	rejected := 0
+	rejected, refused := 0, 0 // invalid; refused by the endpoint check or the rate (counted by refuse)
 	for i, f := range b.GetFlows() {
 		if err := validFlow(f); err != nil {
 			rejected++
@@ -153,13 +200,25 @@ func (s *Server) batch(b *bulkheadv1.FlowBatch, sum *bulkheadv1.ReportSummary) e
 			}
 			continue
 		}
+		if s.ep != nil {
+			if reason := endpointOf(s.ep, node, f); reason != "" {
+				refused++
+				s.refuse(node, reason, 1, f)
+				continue
+			}
+		}
 		flows = append(flows, f)
+	}
+	if got := s.limit.take(node, len(flows)); got < len(flows) {
+		refused += len(flows) - got
+		s.refuse(node, RefusedRate, len(flows)-got, nil)
+		flows = flows[:got]
 	}
 	if rejected > 0 {
 		s.log.Warn("rejected invalid flows", "node", node, "rejected", rejected, "first", firstErr)
 	}
 	sum.Accepted += uint64(len(flows))
-	sum.Rejected += uint64(rejected)
+	sum.Rejected += uint64(rejected + refused)
 	s.metrics.received.Add(float64(len(flows)))
 	s.metrics.rejected.Add(float64(rejected))
 	if len(flows) == 0 {

@@ -95,7 +95,7 @@ func New(cfg *rest.Config, log *slog.Logger, opts Options) (*Cluster, error) {
 
 // watched are the kinds the Cluster reads.
 func watched() []client.Object {
-	return []client.Object{&corev1.Pod{}, &appsv1.ReplicaSet{}, &batchv1.Job{}, &corev1.Service{}, &corev1.Namespace{}, &v1alpha1.SegmentPolicy{}}
+	return []client.Object{&corev1.Pod{}, &appsv1.ReplicaSet{}, &batchv1.Job{}, &corev1.Service{}, &corev1.Namespace{}, &v1alpha1.SegmentPolicy{}, &v1alpha1.ClusterSegmentPolicy{}}
 }
 
 // Start runs the informers until ctx is done. Every add, update and delete

@@ -63,6 +63,8 @@ func TestCluster(t *testing.T) {
 	t.Run("policies", func(t *testing.T) { testPolicies(t, ctx, c, cl) })
 	t.Run("learned rules by server-side apply", func(t *testing.T) { testLearned(t, ctx, env, c, cl) })
 	t.Run("invalid policies rejected", func(t *testing.T) { testInvalid(t, ctx, env, c) })
+	t.Run("invalid cluster policies rejected", func(t *testing.T) { testClusterPolicyInvalid(t, ctx, c) }) // kubemode_test.go
+	t.Run("leader election", func(t *testing.T) { testElection(t, ctx, env, c) })
 }
 
 type testWriter struct{ t *testing.T }
@@ -527,7 +529,7 @@ func testInvalid(t *testing.T, ctx context.Context, env *kube.Env, c client.Clie
 	mustCreate(t, ctx, c, &v1alpha1.SegmentPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "good"}, Spec: v1alpha1.SegmentPolicySpec{Mode: v1alpha1.ModeProtect, Ingress: []v1alpha1.Rule{ok}}})
 	out := env.RunKubectl(t, "", "get", "segmentpolicies", "-n", ns)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME MODE INGRESS LEARNED VIOLATIONS AGE" || !strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "good protect") {
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "NAME MODE RULES LEARNED VIOLATIONS AGE" || !strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "good protect") {
 		t.Errorf("kubectl get segmentpolicies:\n%s", out)
 	}
 }

@@ -76,7 +76,9 @@ func (c *Cluster) Export(ctx context.Context, ns string) ([]byte, error) {
 // GitOps') and that a policy leaves out stay. It returns the keys
 // ("namespace/name", sorted) of the policies whose export form changed.
 // Validation is all-or-nothing; writing is not (the API has no
-// transactions): an error stops at the policy that failed.
+// transactions): an error stops at the policy that failed. Invalid input
+// (Validate's problems, or the API server's refusal) is a
+// *store.InvalidError (errors.Is store.ErrInvalid).
 func (c *Cluster) Apply(ctx context.Context, ps []*v1alpha1.SegmentPolicy) ([]string, error) {
 	var errs []error
 	seen := make(map[string]bool, len(ps))
@@ -95,7 +97,7 @@ func (c *Cluster) Apply(ctx context.Context, ps []*v1alpha1.SegmentPolicy) ([]st
 		seen[key] = true
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("apply: %w", errors.Join(errs...))
+		return nil, &store.InvalidError{Problems: errs}
 	}
 	var changed []string
 	for _, p := range ps {
@@ -106,6 +108,9 @@ func (c *Cluster) Apply(ctx context.Context, ps []*v1alpha1.SegmentPolicy) ([]st
 		}
 		np := v1alpha1.ForExport(p)
 		after, err := c.apply(ctx, np, FieldManager, true)
+		if apierrors.IsInvalid(err) { // the CRD's schema or CEL rules
+			return changed, &store.InvalidError{Problems: []error{fmt.Errorf("%s: %w", key, err)}}
+		}
 		if err != nil {
 			return changed, fmt.Errorf("apply %s: %w", key, err)
 		}

@@ -475,11 +475,7 @@ func TestLearnedL7Deterministic(t *testing.T) {
 		} else {
 			l.Observe("n", flows)
 		}
-		b, err := st.Export("")
-		if err != nil {
-			t.Fatal(err)
-		}
-		exports[i] = b
+		exports[i] = []byte(export(t, st))
 		if i == 1 {
 			tab, err := identity.Parse([]byte("workloads:\n- {name: api, namespace: demo, ips: [198.18.0.30]}\n"))
 			if err != nil {

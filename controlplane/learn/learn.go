@@ -34,13 +34,17 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
@@ -52,18 +56,55 @@ import (
 // store.LearnedSuffix within the 128 characters a rule name may have.
 const MaxName = 128 - len(store.LearnedSuffix)
 
+// Store is what a Learner reads and writes: the methods of *store.Store it
+// uses, with their signatures, so that a store kept elsewhere (the
+// Kubernetes API) can take its place.
+type Store interface {
+	// EffectiveMode is the mode a segment is in: its policy's, else the
+	// namespace's or default.
+	EffectiveMode(ns, name string) v1alpha1.Mode
+	// Get returns a copy of a policy, or false.
+	Get(ns, name string) (*v1alpha1.SegmentPolicy, bool)
+	// MergeLearned merges learned rules into one direction of a policy,
+	// creating it when absent; false means nothing changed.
+	MergeLearned(ns, name string, dir store.Direction, rules []v1alpha1.Rule) (bool, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
 // Learner merges learned rules into a store. It is safe for concurrent use.
 type Learner struct {
-	st  *store.Store
-	log *slog.Logger
+	st      Store
+	log     *slog.Logger
+	now     func() time.Time
+	refused func(node string, f *bulkheadv1.Flow, reason string)
+	metrics *metrics
+}
+
+// Options are a Learner's optional parts; the zero value is usable.
+type Options struct {
+	// Registerer receives bulkhead_learn_refused_total. Nil: none.
+	Registerer prometheus.Registerer
+	// Now is the clock learning windows are judged by. Nil: time.Now.
+	Now func() time.Time
+	// Refused, when set, is called for every flow a policy's learning
+	// bounds refused (reason: v1alpha1.Refused…), e.g. to list it as a
+	// violation. f must not be kept or changed.
+	Refused func(node string, f *bulkheadv1.Flow, reason string)
 }
 
 // New returns a Learner that writes to st. A nil log discards.
-func New(st *store.Store, log *slog.Logger) *Learner {
+func New(st Store, log *slog.Logger) *Learner { return NewWithOptions(st, log, Options{}) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(st Store, log *slog.Logger, o Options) *Learner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Learner{st: st, log: log}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Learner{st: st, log: log, now: o.Now, refused: o.Refused, metrics: newMetrics(o.Registerer)}
 }
 
 // target is one direction of one policy.
@@ -76,34 +117,63 @@ type target struct {
 // nothing are skipped: not in discover mode, denied, already allowed by a
 // rule, of an unknown segment, protocol or port, flows of a parsed protocol
 // without a verb (a bare connection would otherwise allow every message),
-// and flows whose values no matcher can hold. The rules of each policy are
-// merged with one store write.
+// and flows whose values no matcher can hold. Flows the policy's
+// spec.learning refuses (outside its window; from: enforced and a peer
+// not in monitor or protect) are counted, logged and passed to
+// Options.Refused. Each new rule records its first teacher (learnedFrom).
+// The rules of each policy are merged with one store write.
 func (l *Learner) Observe(node string, flows []*bulkheadv1.Flow) {
 	groups := make(map[target][]v1alpha1.Rule)
-	seen := make(map[string]bool)     // rules already taken from this batch
-	discover := make(map[string]bool) // by segment key, asked once per batch
+	seen := make(map[string]bool)           // rules already taken from this batch
+	modes := make(map[string]v1alpha1.Mode) // by segment key, asked once per batch
+	bounds := make(map[string]*v1alpha1.Learning)
+	refused := make(map[[2]string]int) // by policy and reason
+	mode := func(ns, name string) v1alpha1.Mode {
+		k := ns + "/" + name
+		m, ok := modes[k]
+		if !ok {
+			m = l.st.EffectiveMode(ns, name)
+			modes[k] = m
+		}
+		return m
+	}
+	now := l.now()
 	var skipped int
 	for _, f := range flows {
-		tg, r, key, ok := l.learnable(f)
+		tg, r, key, peer, ok := l.learnable(f)
 		if !ok {
 			skipped++
 			continue
 		}
 		pkey := tg.ns + "/" + tg.name
-		d, asked := discover[pkey]
-		if !asked {
-			d = l.st.EffectiveMode(tg.ns, tg.name) == v1alpha1.ModeDiscover
-			discover[pkey] = d
-		}
-		if !d {
+		if mode(tg.ns, tg.name) != v1alpha1.ModeDiscover {
 			skipped++
+			continue
+		}
+		lb, asked := bounds[pkey]
+		if !asked {
+			if p, ok := l.st.Get(tg.ns, tg.name); ok {
+				lb = p.Spec.Learning
+			}
+			bounds[pkey] = lb
+		}
+		if reason := refusal(lb, now, peer, mode); reason != "" {
+			refused[[2]string{pkey, reason}]++
+			l.metrics.refused.WithLabelValues(reason).Inc()
+			if l.refused != nil {
+				l.refused(node, f, reason)
+			}
 			continue
 		}
 		if key = pkey + "\x00" + tg.dir.String() + "\x00" + key; seen[key] {
 			continue
 		}
 		seen[key] = true
+		r.LearnedFrom = provenance(node, peer, f)
 		groups[tg] = append(groups[tg], *r)
+	}
+	for k, n := range refused {
+		l.log.Warn("learn: flows refused by the policy's learning bounds", "node", node, "policy", k[0], "reason", k[1], "flows", n)
 	}
 
 	targets := make([]target, 0, len(groups))
@@ -117,6 +187,9 @@ func (l *Learner) Observe(node string, flows []*bulkheadv1.Flow) {
 		rules := groups[tg]
 		slices.SortStableFunc(rules, func(a, b v1alpha1.Rule) int { return strings.Compare(a.Name, b.Name) })
 		changed, err := l.st.MergeLearned(tg.ns, tg.name, tg.dir, rules)
+		if errors.Is(err, store.ErrFull) {
+			l.metrics.refused.WithLabelValues(RefusedStoreFull).Inc()
+		}
 		if err != nil {
 			l.log.Warn("learn: cannot merge learned rules", "node", node, "policy", tg.ns+"/"+tg.name, "direction", tg.dir, "err", err)
 			continue
@@ -153,10 +226,24 @@ func wasCut(v string, bound int) bool {
 	return strings.HasSuffix(v, Cut) && len(v) >= bound-len(Cut)-utf8.UTFMax
 }
 
-// learnable returns the policy a flow teaches, the rule it teaches and a key
-// that is equal for flows teaching the same rule, or false. It checks
-// everything but the store's mode.
-func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, string, bool) {
+// learnable returns the policy a flow teaches, the rule it teaches, a key
+// that is equal for flows teaching the same rule and the peer's segment key
+// ("" for an address without one), or false. It checks everything but the
+// store's mode and the policy's learning bounds.
+func (l *Learner) learnable(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, string, string, bool) {
+	tg, r, key, ok := l.learnableRule(f)
+	if !ok {
+		return target{}, nil, "", "", false
+	}
+	peer := f.SrcSegment
+	if tg.dir == store.Egress {
+		peer = f.DstSegment
+	}
+	return tg, r, key, peer, true
+}
+
+// learnableRule is learnable without the peer.
+func (l *Learner) learnableRule(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, string, bool) {
 	if f == nil || f.Mode != bulkheadv1.Mode_MODE_DISCOVER || f.Verdict == bulkheadv1.Verdict_VERDICT_DENY || f.Rule != "" {
 		return target{}, nil, "", false
 	}

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"cmp"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -77,6 +78,9 @@ func withBootstrap(next http.Handler, c *compiler, grpcAddr func() net.Addr) htt
 			xdsAddr = ap.String()
 		}
 		o := envoy.BootstrapOptions{Node: node, ControlPlane: xdsAddr, StateOfTheWorld: q.Get("sotw") == "true"}
+		if c.trust != nil && c.trust.ca != nil { // mutual TLS: the sidecar's certificate folder (trust.go)
+			o.TLS = &envoy.BootstrapTLS{Dir: cmp.Or(q.Get("certs"), envoy.DefaultCertDir)}
+		}
 		var body []byte
 		var err error
 		switch kind {

@@ -43,9 +43,12 @@ func TestRunEnvoy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	tokFile := testTokenFile(t)
 	go func() {
 		done <- Run(ctx, Config{
 			StateDir: filepath.Join(dir, "state"), WorkloadsFile: wfile,
+			AdminAuth:    AdminAuthConfig{TokenFile: tokFile},
+			Trust:        TrustConfig{Insecure: true}, // trust_test.go covers TLS
 			GRPCListener: listen(t), AdminListener: listen(t),
 			Ready: func(a Addrs) { ready <- a },
 		}, testLog(t))

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bulkhead-io/bulkhead/controlplane/admin"
 	"github.com/bulkhead-io/bulkhead/controlplane/history"
-	"github.com/bulkhead-io/bulkhead/controlplane/store"
 )
 
 // HistoryConfig configures the flow history (controlplane/history): every
@@ -43,7 +42,7 @@ func openHistory(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*hist
 // withOperator serves the operator endpoints (admin.WithOperator) next to
 // the admin API; peers are resolved with the latest good compilation's
 // identities.
-func withOperator(next http.Handler, st *store.Store, h *history.History, c *compiler, log *slog.Logger) http.Handler {
+func withOperator(next http.Handler, st admin.PolicySource, h *history.History, c *compiler, log *slog.Logger) http.Handler {
 	return admin.WithOperator(next, admin.OperatorDeps{
 		Store:   st,
 		History: h,

@@ -7,7 +7,6 @@ import (
 
 	"github.com/bulkhead-io/bulkhead/controlplane/admin"
 	"github.com/bulkhead-io/bulkhead/controlplane/promote"
-	"github.com/bulkhead-io/bulkhead/controlplane/store"
 )
 
 // PromotionConfig tunes automatic promotion (controlplane/promote), which
@@ -17,8 +16,12 @@ type PromotionConfig struct {
 	Interval time.Duration
 }
 
-// newPromoter returns the promoter of st's segments.
-func newPromoter(cfg Config, st *store.Store, log *slog.Logger) *promote.Promoter {
+// newPromoter returns the promoter of st's segments. In a cluster only the
+// leader promotes.
+func newPromoter(cfg Config, st promote.Store, log *slog.Logger) *promote.Promoter {
+	if cs, ok := st.(*clusterStore); ok {
+		st = leaderWrites{cs}
+	}
 	return promote.New(st, log.With("component", "promote"), promote.Options{Interval: cfg.Promotion.Interval})
 }
 

@@ -27,9 +27,11 @@ func TestRunPromotes(t *testing.T) {
 	ready := make(chan Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	tokFile := testTokenFile(t)
 	go func() {
 		done <- Run(ctx, Config{
 			StateDir:      filepath.Join(dir, "state"),
+			AdminAuth:     AdminAuthConfig{TokenFile: tokFile},
 			GRPCListener:  listen(t),
 			AdminListener: listen(t),
 			Promotion:     PromotionConfig{Interval: 10 * time.Millisecond},

@@ -38,8 +38,6 @@ import (
 	"github.com/bulkhead-io/bulkhead/controlplane/envoy"
 	"github.com/bulkhead-io/bulkhead/controlplane/flows"
 	"github.com/bulkhead-io/bulkhead/controlplane/identity"
-	"github.com/bulkhead-io/bulkhead/controlplane/learn"
-	"github.com/bulkhead-io/bulkhead/controlplane/store"
 	"github.com/bulkhead-io/bulkhead/controlplane/xds"
 )
 
@@ -81,6 +79,13 @@ type Config struct {
 	History HistoryConfig
 	// Promotion tunes automatic promotion (promote.go).
 	Promotion PromotionConfig
+	// Trust is mutual TLS on the gRPC port (trust.go).
+	Trust TrustConfig
+	// Kube, when set, runs in a cluster (kube.go); StateDir is then
+	// optional (default: a folder in os.TempDir for local caches).
+	Kube *KubeConfig
+	// AdminAuth is the admin API's authentication (auth.go).
+	AdminAuth AdminAuthConfig
 }
 
 // Addrs are the addresses the servers listen on.
@@ -96,7 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.StateDir == "" {
+	if cfg.StateDir == "" && cfg.Kube == nil {
 		return errors.New("run: state dir is required")
 	}
 	if cfg.GRPCAddr == "" {
@@ -126,41 +131,52 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		}
 	}()
 
-	st, err := store.Open(cfg.StateDir, log.With("component", "store"))
+	st, kube, err := openSource(&cfg, log) // kube.go
 	if err != nil {
-		return fmt.Errorf("run: %w", err)
-	}
-	if cfg.DefaultMode != "" {
-		if err := st.SetDefaultMode(cfg.DefaultMode); err != nil {
-			return fmt.Errorf("run: %w", err)
-		}
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	xdsSrv := xds.New(log, xds.Options{Registerer: reg})
+	tr, err := newTrust(cfg, reg, log) // trust.go
+	if err != nil {
+		return err
+	}
+	if kube != nil && tr.ca != nil {
+		kube.caBundle = tr.ca.Bundle // capublish.go
+	}
+	xdsSrv := xds.New(log, xds.Options{Registerer: reg, Authorizer: tr.auth})
 	c := &compiler{
 		st: st, xds: xdsSrv, file: cfg.WorkloadsFile,
 		log: log.With("component", "compile"), metrics: newMetrics(reg),
 		envoy: envoy.NewCompiler(envoy.Options{}),
+		trust: tr,
 	}
 	if err := c.loadWorkloads(); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	c.compile() // an error is logged; /healthz reports it until a compile succeeds
+	if kube == nil { // kube mode compiles once the informers synced
+		c.compile() // an error is logged; /healthz reports it until a compile succeeds
+	} else {
+		c.table = &clusterWorkloads{cl: kube.cl, log: log}
+	}
 
 	rec := flows.NewRecorder(flows.Options{})
-	flowSrv := flows.NewServer(rec, learn.New(st, log.With("component", "learn")), st, log, flows.ServerOptions{Registerer: reg})
+	flowSrv := flows.NewServer(rec, newLearner(st, rec, reg, log), st, log, flows.ServerOptions{Registerer: reg, Authorizer: tr.auth, Endpoints: tr.endpoints(c)})
 	hist, err := openHistory(cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	flowSrv.AddSink(hist)
+	if kube != nil {
+		flowSrv.AddSink(kube) // violations become Events
+	}
 	prom := newPromoter(cfg, st, log)
-	alsSrv := als.NewServer(flowSrv, c.view.Load, log, als.Options{Registerer: reg})
-	gs := grpc.NewServer(
+	alsSrv := als.NewServer(flowSrv, c.view.Load, log, als.Options{Registerer: reg, Authorizer: tr.auth})
+	gs := grpc.NewServer(append(append(tr.opts, grpcLimits()...),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	)...)
+	tr.register(gs)
 	xdsSrv.Register(gs)
 	flowSrv.Register(gs)
 	alsSrv.Register(gs)
@@ -174,12 +190,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 		Health:   c.health,
 		Log:      log.With("component", "admin"),
 	})
+	authed, err := withAdminAuth(withMap(withPromotions(withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }), prom, log), rec, c), cfg, reg, log)
+	if err != nil {
+		return err
+	}
 	httpSrv := &http.Server{
-		Handler:           withMap(withPromotions(withBootstrap(withOperator(adminHandler, st, hist, c, log), c, func() net.Addr { return glis.Addr() }), prom, log), rec, c),
+		Handler:           authed,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxAdminHeader,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
@@ -206,14 +227,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (err error) {
 	g.Go(func() error { return alsSrv.Start(gctx) })
 	g.Go(func() error { return hist.Start(gctx) })
 	g.Go(func() error { return prom.Start(gctx) })
+	if kube != nil {
+		g.Go(func() error { return kube.Start(gctx, c, xdsSrv.Nodes) })
+	}
 	g.Go(func() error {
-		if err := gs.Serve(glis); err != nil {
+		if err := gs.Serve(limitConns(glis, MaxGRPCConns)); err != nil {
 			return fmt.Errorf("grpc: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		if err := httpSrv.Serve(alis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(limitConns(alis, MaxAdminConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin: %w", err)
 		}
 		return nil
@@ -263,14 +287,15 @@ func stopGRPC(ctx context.Context, gs *grpc.Server) {
 // serves each good output over xDS; a failed compilation keeps the last good
 // output.
 type compiler struct {
-	st      *store.Store
+	trust   *trust // trust.go; the bootstrap endpoint asks whether gRPC is TLS
+	st      source // kube.go
 	xds     *xds.Server
 	file    string
 	log     *slog.Logger
 	metrics *metrics
 
 	// Used by loop only (and once before it starts).
-	table    *identity.Table
+	table    workloadSource
 	fileStat fileStamp
 
 	latest  atomic.Pointer[compile.Output]
@@ -348,7 +373,7 @@ func (c *compiler) compile() {
 	start := time.Now()
 	workloads := c.table.Workloads()
 	out, err := compile.Compile(compile.Input{
-		Policies:  c.st.List(),
+		Policies:  c.policies(workloads), // kube.go
 		Workloads: workloads,
 		Settings:  c.st.Settings(),
 	})

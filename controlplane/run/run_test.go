@@ -60,6 +60,7 @@ func httpDo(t *testing.T, method, url, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +71,19 @@ func httpDo(t *testing.T, method, url, body string) (int, []byte) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, b
+}
+
+// testToken is the admin token of the tests' control planes.
+const testToken = "test-admin-token-0123456789"
+
+// testTokenFile writes testToken to a file for AdminAuthConfig.TokenFile.
+func testTokenFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(path, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestRun runs the whole control plane on 127.0.0.1 and drives it as a
@@ -86,10 +100,13 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	tokFile := testTokenFile(t)
 	go func() {
 		done <- Run(ctx, Config{
 			StateDir:      filepath.Join(dir, "state"),
 			WorkloadsFile: wfile,
+			AdminAuth:     AdminAuthConfig{TokenFile: tokFile},
+			Trust:         TrustConfig{Insecure: true}, // trust_test.go covers TLS
 			GRPCListener:  listen(t),
 			AdminListener: listen(t),
 			PollInterval:  20 * time.Millisecond,

@@ -54,6 +54,9 @@ func (s *Store) MergeLearned(ns, name string, dir Direction, rules []v1alpha1.Ru
 	if e, ok := s.policies[key]; ok {
 		p = e.p.DeepCopy()
 	} else {
+		if len(s.policies) >= maxLearnedPolicies {
+			return false, fmt.Errorf("merge learned rules into %s: %w (%d)", key, ErrFull, maxLearnedPolicies)
+		}
 		p = newPolicy(ns, name)
 	}
 	mergeLearned(p, dir, rules, s.log)

@@ -8,6 +8,7 @@ type metrics struct {
 	streams       *prometheus.GaugeVec
 	pushes        *prometheus.CounterVec
 	resources     *prometheus.GaugeVec
+	refused       *prometheus.CounterVec
 }
 
 // newMetrics builds the package's metrics and registers them on reg (when
@@ -31,12 +32,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Resources served, by resource type.",
 		}, []string{"type"}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulkhead_xds_refused_total",
+		Help: "ADS streams refused by the node binding, by reason (unauthenticated, node_mismatch, foreign_resource).",
+	}, []string{"reason"})
+	for _, r := range []string{refusedUnauthenticated, refusedNode, refusedResource} {
+		m.refused.WithLabelValues(r)
+	}
 	m.envoyRejected = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bulkhead_xds_envoy_rejected_total",
 		Help: "Envoy node configurations the control plane refused to publish (invalid or dangling references); the node keeps its last good one.",
 	})
 	if reg != nil {
-		reg.MustRegister(m.nacks, m.streams, m.pushes, m.resources, m.envoyRejected)
+		reg.MustRegister(m.nacks, m.streams, m.pushes, m.resources, m.envoyRejected, m.refused)
 	}
 	return m
 }

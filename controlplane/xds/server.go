@@ -39,6 +39,12 @@ type Options struct {
 	// MaxNodes bounds how many nodes Nodes remembers; the least recently
 	// seen disconnected ones are forgotten first. Zero: 4096.
 	MaxNodes int
+	// Authorizer, when set, binds each stream to the node its peer proves
+	// (auth.go): a stream without one is refused (Unauthenticated), a node
+	// id other than the proven one or a ProxyPolicy subscription to another
+	// node's name ends the stream with PermissionDenied. Nil: node ids are
+	// self-declared (plaintext mode).
+	Authorizer Authorizer
 }
 
 // Server serves ProxyPolicy and Identity resources over ADS. It is safe for
@@ -86,6 +92,7 @@ func New(log *slog.Logger, opts Options) *Server {
 		curIdent:  map[string]*bulkheadv1.Identity{},
 	}
 	s.status = newTracker(log, s.metrics, opts.MaxNodes)
+	s.status.auth = opts.Authorizer
 	s.envoy = newEnvoyCache(log, s.metrics)
 	// Envoy's types are routed to the snapshot cache under their own keys.
 	s.mux = &cachev3.MuxCache{

@@ -28,6 +28,12 @@ type NodeStatus struct {
 	// Types holds one entry per resource type the node asked for, sorted
 	// by type URL.
 	Types []TypeStatus `json:"types"`
+	// CertSerial and CertNotAfter describe the client certificate of the
+	// node's most recently opened stream (hexadecimal serial; empty in
+	// plaintext mode). A renewed certificate shows once the node makes a
+	// new connection.
+	CertSerial   string    `json:"certSerial,omitempty"`
+	CertNotAfter time.Time `json:"certNotAfter,omitzero"`
 }
 
 // TypeStatus is the state of one resource type on one node.
@@ -62,6 +68,8 @@ type sentResp struct{ nonce, version string }
 
 type streamState struct {
 	node  string
+	peer  string // the node id the peer's certificate proves (with an Authorizer)
+	cert  certInfo
 	delta bool
 	sent  map[string]*[sentRing]sentResp // by type URL
 	next  map[string]int
@@ -92,6 +100,7 @@ func (st *streamState) versionOf(typeURL, nonce string) (string, bool) {
 }
 
 type nodeState struct {
+	cert     certInfo
 	streams  int
 	lastSeen time.Time
 	types    map[string]*TypeStatus
@@ -100,6 +109,7 @@ type nodeState struct {
 // tracker keeps per stream and per node state from the server's callbacks.
 // The callbacks run synchronously on the streams' goroutines.
 type tracker struct {
+	auth     Authorizer // nil: node ids are self-declared (plaintext)
 	log      *slog.Logger
 	metrics  *metrics
 	maxNodes int
@@ -127,19 +137,20 @@ func knownType(typeURL string) bool {
 
 func (t *tracker) callbacks() serverv3.CallbackFuncs {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
-			t.open(id, false)
-			return nil
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			return t.open(ctx, id, false)
 		},
-		DeltaStreamOpenFunc: func(_ context.Context, id int64, _ string) error {
-			t.open(id, true)
-			return nil
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			return t.open(ctx, id, true)
 		},
 		StreamClosedFunc:      func(id int64, _ *core.Node) { t.closed(id) },
 		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { t.closed(id) },
 		StreamRequestFunc: func(id int64, r *discovery.DiscoveryRequest) error {
 			if r.GetTypeUrl() == TypeProxyPolicy && slices.Contains(r.GetResourceNames(), "*") {
 				return status.Error(codes.InvalidArgument, errWildcardPolicy.Error())
+			}
+			if err := t.checkNames(id, r.GetNode(), r.GetTypeUrl(), r.GetResourceNames()); err != nil {
+				return err
 			}
 			nacked, err := t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 			if nacked != "" && isEnvoyType(r.GetTypeUrl()) {
@@ -160,6 +171,9 @@ func (t *tracker) callbacks() serverv3.CallbackFuncs {
 			if r.GetTypeUrl() == TypeProxyPolicy && slices.Contains(r.GetResourceNamesSubscribe(), "*") {
 				return status.Error(codes.InvalidArgument, errWildcardPolicy.Error())
 			}
+			if err := t.checkNames(id, r.GetNode(), r.GetTypeUrl(), r.GetResourceNamesSubscribe()); err != nil {
+				return err
+			}
 			// Delta requests carry no version: an ACK names the response
 			// by nonce, and the tracker knows that response's version. (A
 			// delta NACK is not answered again: the stream's state already
@@ -173,11 +187,26 @@ func (t *tracker) callbacks() serverv3.CallbackFuncs {
 	}
 }
 
-func (t *tracker) open(id int64, delta bool) {
+// open records a new stream; with an Authorizer, a stream whose peer proves
+// no node is refused.
+func (t *tracker) open(ctx context.Context, id int64, delta bool) error {
+	peer := ""
+	if t.auth != nil {
+		var err error
+		if peer, err = t.auth.NodeOf(ctx); err != nil {
+			t.metrics.refused.WithLabelValues(refusedUnauthenticated).Inc()
+			t.log.Debug("xds stream refused", "error", err)
+			if _, ok := status.FromError(err); !ok {
+				err = status.Error(codes.Unauthenticated, err.Error())
+			}
+			return err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[id] = &streamState{delta: delta, sent: map[string]*[sentRing]sentResp{}, next: map[string]int{}}
+	t.streams[id] = &streamState{peer: peer, cert: peerCert(ctx), delta: delta, sent: map[string]*[sentRing]sentResp{}, next: map[string]int{}}
 	t.metrics.streams.WithLabelValues(streamKind(delta)).Inc()
+	return nil
 }
 
 func (t *tracker) closed(id int64) {
@@ -218,6 +247,10 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 		return "", status.Errorf(codes.InvalidArgument, "node id is %d bytes, at most %d", len(nodeID), maxNodeID)
 	case st.node != "" && nodeID != st.node:
 		return "", status.Errorf(codes.InvalidArgument, "node id changed on the stream from %q to %q", st.node, nodeID)
+	case t.auth != nil && nodeID != st.peer:
+		t.metrics.refused.WithLabelValues(refusedNode).Inc()
+		t.log.Warn("xds stream refused: node id differs from the certificate's", "certificate", st.peer, "node", nodeID)
+		return "", status.Errorf(codes.PermissionDenied, "node id %q is not the certificate's %q", nodeID, st.peer)
 	}
 	now := t.now()
 	n := t.nodes[nodeID]
@@ -229,6 +262,9 @@ func (t *tracker) request(id int64, node *core.Node, typeURL, nonce, ackVersion,
 			t.nodes[nodeID] = n
 		}
 		n.streams++
+		if st.cert.serial != "" {
+			n.cert = st.cert
+		}
 		if n.streams == 1 {
 			t.log.Info("xds node connected", "node", nodeID, "delta", st.delta)
 		}
@@ -318,7 +354,8 @@ func (t *tracker) snapshot() []NodeStatus {
 	defer t.mu.Unlock()
 	out := make([]NodeStatus, 0, len(t.nodes))
 	for id, n := range t.nodes {
-		ns := NodeStatus{Node: id, Connected: n.streams > 0, Streams: n.streams, LastSeen: n.lastSeen, Types: make([]TypeStatus, 0, len(n.types))}
+		ns := NodeStatus{Node: id, Connected: n.streams > 0, Streams: n.streams, LastSeen: n.lastSeen, Types: make([]TypeStatus, 0, len(n.types)),
+			CertSerial: n.cert.serial, CertNotAfter: n.cert.notAfter}
 		for _, ts := range n.types {
 			ns.Types = append(ns.Types, *ts)
 		}

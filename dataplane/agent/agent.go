@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
@@ -78,6 +77,9 @@ type Config struct {
 	// Outbound, when set, also runs the outbound proxy and the DNS proxy
 	// (see Outbound): the targets of `bulkhead-proxy init --outbound`.
 	Outbound Outbound
+	// Trust is mutual TLS with the control plane (trust.go); its zero
+	// value is refused: set CAFile and TokenFile, or Insecure.
+	Trust Trust
 }
 
 func (c Config) withDefaults() Config {
@@ -141,8 +143,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: listen on admin address %s: %w", cfg.AdminAddr, err)
 	}
 	target, dialOpts := controlPlaneDial(cfg)
+	creds, certs, err := transport(cfg, target, dialOpts) // trust.go
+	if err != nil {
+		_ = inbound.Close()
+		_ = admin.Close()
+		return err
+	}
 	cc, err := grpc.NewClient(target, append(dialOpts,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// Reconnect about as eagerly as the xDS client retries (grpc's
 		// default backoff grows to two minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -192,8 +200,13 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: a.handler(reg), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return xc.Start(gctx) })
-	g.Go(func() error { return rep.Start(gctx) })
+	// With TLS, the control plane is contacted once a certificate is in;
+	// the cached policy is enforced meanwhile.
+	if certs != nil {
+		g.Go(func() error { return certs.Start(gctx) })
+	}
+	g.Go(func() error { return certs.afterReady(gctx, xc.Start) })
+	g.Go(func() error { return certs.afterReady(gctx, rep.Start) })
 	g.Go(func() error { return px.Start(gctx) })
 	out.run(g, gctx, agg)
 	g.Go(func() error {

@@ -196,7 +196,14 @@ func run(t *testing.T, xdsAddr, cacheDir string, redis netip.AddrPort) *running 
 		ReportInterval: 50 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OriginalDst:    func(*net.TCPConn) (netip.AddrPort, error) { return redis, nil },
+		Trust:          Trust{Insecure: true}, // the fake control plane is plaintext; trust_test.go covers TLS
 	}
+	return start(t, cfg)
+}
+
+// start starts Run with cfg and waits for its admin server.
+func start(t *testing.T, cfg Config) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()

@@ -75,6 +75,7 @@ func TestRunOutbound(t *testing.T) {
 		ReportInterval: 50 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OriginalDst:    func(*net.TCPConn) (netip.AddrPort, error) { return redis, nil },
+		Trust:          Trust{Insecure: true}, // the fake control plane is plaintext; trust_test.go covers TLS
 		Outbound: Outbound{
 			Enabled:     true,
 			Addr:        "127.0.0.1:" + strconv.Itoa(freePort(t)),

@@ -39,6 +39,30 @@ const (
 	ConnError = "error"
 )
 
+// Limits: the values of the limit label of bulkhead_proxy_limit_total, one
+// per bound of proxy.Limits that a peer can run into.
+const (
+	// LimitConns: a connection was reset because the proxy was at
+	// MaxConns (also counted as connections_total{verdict="overload"}).
+	LimitConns = "max_conns"
+	// LimitMessageSize: a message did not fit the buffer ceiling
+	// (MaxMessage or the protocol's own), or a parser's own length limit.
+	LimitMessageSize = "message_size"
+	// LimitMessageTimeout: a request that had begun did not complete in
+	// time (slowloris).
+	LimitMessageTimeout = "message_timeout"
+	// LimitFirstMessageTimeout: a client sent nothing in time after
+	// connecting.
+	LimitFirstMessageTimeout = "first_message_timeout"
+	// LimitIdle: neither side sent anything for IdleTimeout.
+	LimitIdle = "idle_timeout"
+	// LimitPendingDenials: too many denials waited for earlier replies.
+	LimitPendingDenials = "pending_denials"
+)
+
+// limits lists the Limit* values, each counter visible at zero.
+var limits = [...]string{LimitConns, LimitMessageSize, LimitMessageTimeout, LimitFirstMessageTimeout, LimitIdle, LimitPendingDenials}
+
 // Byte directions: the values of the direction label of
 // bulkhead_proxy_bytes_total. "in" is client → workload, "out" workload →
 // client.
@@ -66,6 +90,8 @@ type Metrics struct {
 	swaps       prometheus.Counter
 	nacks       prometheus.Counter
 	bytes       *prometheus.CounterVec
+	limits      *prometheus.CounterVec
+	limitByName map[string]prometheus.Counter
 
 	bytesIn, bytesOut prometheus.Counter
 
@@ -111,7 +137,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "bulkhead_proxy_bytes_total",
 			Help: "Bytes forwarded by the proxy, by direction (in: client to workload, out: workload to client).",
 		}, []string{"direction"}),
-		protos: make(map[string]*Protocol),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bulkhead_proxy_limit_total",
+			Help: "Connections closed or refused at one of the proxy's limits, by limit (max_conns, message_size, message_timeout, first_message_timeout, idle_timeout, pending_denials).",
+		}, []string{"limit"}),
+		limitByName: make(map[string]prometheus.Counter, len(limits)),
+		protos:      make(map[string]*Protocol),
+	}
+	for _, l := range limits {
+		m.limitByName[l] = m.limits.WithLabelValues(l)
 	}
 	m.bytesIn = m.bytes.WithLabelValues(DirIn)
 	m.bytesOut = m.bytes.WithLabelValues(DirOut)
@@ -120,7 +154,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.connections.WithLabelValues(v)
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.active, m.messages, m.denials, m.malformed, m.swaps, m.nacks, m.bytes)
+		reg.MustRegister(m.connections, m.active, m.messages, m.denials, m.malformed, m.swaps, m.nacks, m.bytes, m.limits)
 	}
 	return m
 }
@@ -128,6 +162,16 @@ func New(reg prometheus.Registerer) *Metrics {
 // Connection counts one accepted connection under outcome, one of the Conn*
 // constants.
 func (m *Metrics) Connection(outcome string) { m.connections.WithLabelValues(outcome).Inc() }
+
+// Limit returns the counter of limit, one of the Limit* constants. It does
+// not allocate; an unknown name gets the counter of its own label, resolved
+// on each call.
+func (m *Metrics) Limit(limit string) prometheus.Counter {
+	if c, ok := m.limitByName[limit]; ok {
+		return c
+	}
+	return m.limits.WithLabelValues(limit)
+}
 
 // Active is the gauge of connections being handled.
 func (m *Metrics) Active() prometheus.Gauge { return m.active }

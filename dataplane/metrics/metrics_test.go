@@ -19,6 +19,7 @@ func TestRegisteredNames(t *testing.T) {
 	m.XDSNack()
 	m.BytesIn().Add(10)
 	m.BytesOut().Add(20)
+	m.Limit(LimitMessageTimeout).Inc()
 
 	for _, tc := range []struct {
 		name   string
@@ -36,6 +37,8 @@ func TestRegisteredNames(t *testing.T) {
 		{"bulkhead_proxy_policy_swaps_total", nil, 1},
 		{"bulkhead_proxy_xds_nacks_total", nil, 1},
 		{"bulkhead_proxy_active_connections", nil, 1},
+		{"bulkhead_proxy_limit_total", []string{"limit", "message_timeout"}, 1},
+		{"bulkhead_proxy_limit_total", []string{"limit", "max_conns"}, 0},
 	} {
 		got, ok := value(t, reg, tc.name, tc.labels...)
 		if !ok || got != tc.want {
@@ -76,6 +79,7 @@ func TestResolvedCountersDoNotAllocate(t *testing.T) {
 		p.Deny.Inc()
 		p.Denials("l7_not_allowed").Inc()
 		in.Add(42)
+		m.Limit(LimitIdle).Inc()
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per message, want 0", allocs)

@@ -19,15 +19,19 @@ import (
 // protoTCP is the protocol name of L4-only connections.
 const protoTCP = "tcp"
 
-// handle runs one accepted connection to its end.
-func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
+// handle judges one accepted connection and connects it to its original
+// destination. It returns the session to run with its connect-time
+// decision, or nil when the connection was refused and closed. The caller
+// runs the session after handle returned, so that the stack that dialling
+// grew is not under the one an idle connection keeps.
+func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) (*session, enforce.Decision) {
 	client := t.client
 	dst, err := p.origDst(client)
 	if err != nil {
 		p.met.Connection(metrics.ConnError)
 		p.log.Warn("proxy: original destination", "src", client.RemoteAddr().String(), "err", err)
 		reset(client)
-		return
+		return nil, enforce.Decision{}
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	if local := addrPort(client.LocalAddr()); dst == local || dst == addrPort(self) {
@@ -35,7 +39,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 		p.met.Connection(metrics.ConnLoop)
 		p.log.Debug("proxy: connection not redirected, closing", "src", client.RemoteAddr().String(), "dst", dst.String())
 		reset(client)
-		return
+		return nil, enforce.Decision{}
 	}
 	src := addrPort(client.RemoteAddr())
 
@@ -45,7 +49,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 		p.met.Connection(metrics.ConnNoPolicy)
 		p.log.Debug("proxy: no policy loaded, refusing", "src", src.String(), "dst", dst.String())
 		reset(client)
-		return
+		return nil, enforce.Decision{}
 	}
 
 	s := &session{
@@ -79,7 +83,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 	if denied {
 		p.log.Debug("proxy: connection denied", "src", src.String(), "dst", dst.String(), "reason", d.Reason.String())
 		reset(client)
-		return
+		return nil, enforce.Decision{}
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, p.lim.DialTimeout)
@@ -92,12 +96,12 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) {
 		p.met.Connection(metrics.ConnDialError)
 		p.log.Debug("proxy: dial original destination", "dst", dst.String(), "err", err)
 		reset(client)
-		return
+		return nil, enforce.Decision{}
 	}
 	upstream := uc.(*net.TCPConn)
 	t.setUpstream(upstream)
 	s.upstream = upstream
-	s.run(d)
+	return s, d
 }
 
 // run picks the connection's protocol and forwards it. connect is the

@@ -56,14 +56,23 @@
 //     time, is spliced by the kernel (io.Copy between *net.TCPConn uses
 //     splice(2)) and judged only at connect time; the sniffed bytes are
 //     forwarded first.
-//  5. L7 connections run two goroutines, each with one buffer that starts at
+//  5. L7 connections run two goroutines (the workload side's parks when
+//     idle: see Limits below), each with one buffer that starts at
 //     4 KiB and grows up to Limits.MaxMessage (or the protocol's smaller
 //     l7.Protocol.MaxMessage); frames are parsed in place and never copied
 //     out. A 4 KiB buffer comes from a pool when the socket is readable
 //     (the read runs in a syscall.RawConn.Read callback, which gives the
-//     buffer back before parking on EAGAIN) and goes back once everything
-//     read has been consumed, so that an idle connection holds no buffer;
-//     a grown buffer (up to 256 KiB) stays with its connection. One parser serves both directions (protocols frame replies by
+//     buffer back before waiting) and goes back once everything read has
+//     been consumed, so that an idle connection holds no buffer; a grown
+//     buffer (up to 256 KiB) stays with its connection. The whole
+//     read-parse-forward cycle runs inside that callback, and the sockets
+//     have TCP_INQ on: a read that says nothing is left (a received FIN
+//     counts as something) is followed by a wait for the runtime's
+//     edge-triggered poller, not by a read that would answer EAGAIN, which
+//     saves a system call per message and direction. (Waiting first is
+//     sound only inside one RawConn.Read call: a new call resets the
+//     poller's readiness, so each call reads before it waits.) One parser
+//     serves both directions (protocols frame replies by
 //     what was asked); its calls are serialised by a mutex that is held
 //     from Parse until the frame is judged, reported and answered, never
 //     during I/O. Every request frame is judged, but Control frames, which
@@ -137,6 +146,59 @@
 // Each batch of requests read from a client first refreshes the connection's
 // view of the policy (enforce.Conn.Refresh with the engine's current policy),
 // so a mode switch or a new rule reaches connections that are already open.
+//
+// # Limits
+//
+// Every bound a peer can run into is counted in
+// bulkhead_proxy_limit_total{limit=...}; those a client runs into on an L7
+// connection are also reported as flows with reason "limit" (deny in
+// protect mode, violation otherwise), and the client is reset (RST):
+//
+//   - max_conns: beyond Limits.MaxConns connections at once a new one is
+//     reset at accept (also counted as connections_total{verdict=overload}).
+//   - message_size: a message longer than the buffer ceiling (MaxMessage
+//     or the protocol's own), known as soon as its header announces it.
+//   - message_timeout (slowloris): once the proxy holds the first bytes of
+//     a request (an incomplete frame), the request must be complete within
+//     Limits.MessageTimeout plus one second per Limits.MessageMinRate bytes
+//     of it received (Apache mod_reqtimeout's rule: a large message
+//     streamed at a fair rate passes, one dribbled a byte at a time does
+//     not). Bodies a parser streams through with l7.OpSkip are not held and
+//     count as progress with each read; the idle timeout bounds them. Only
+//     the client's direction is bound this way: the workload is trusted.
+//     The check costs nothing per message: the read deadline is moved only
+//     when a request is split across reads and would end earlier than the
+//     deadline already set, and is re-armed lazily when it fires.
+//   - first_message_timeout: an L7 client that sends nothing for
+//     Limits.FirstMessageTimeout after the workload was dialled.
+//   - idle_timeout: neither side sent anything for Limits.IdleTimeout
+//     (both sides are closed; not reported as a flow).
+//   - pending_denials: denials waiting for earlier replies outgrow the
+//     buffer ceiling.
+//
+// An idle connection costs little: no buffer, and one goroutine. The
+// workload side of an L7 connection that has read nothing for a second,
+// with nothing held, parks: its socket goes into an epoll instance of the
+// proxy's own (one-shot, for input or hang-up, found by a session id, never
+// by descriptor number) and its goroutine exits; one goroutine per proxy
+// waits on that instance and starts a new goroutine for a socket that
+// becomes readable. When the client side ends while the workload side is
+// parked, the client side's goroutine runs the workload side to its end
+// itself (so that a reply to a request sent just before a half-close is
+// still delivered).
+//
+// # Multiplexed protocols
+//
+// When the parser is an l7.Multiplexer (HTTP/2, h2.go), requests are not
+// paired with replies: each stream is judged on its own. A denied stream
+// is answered at once with Protocol.Deny's frames, written between two
+// whole server frames and never before the server's first SETTINGS; its
+// header block is forwarded rewritten by Multiplexer.Reject, so that the
+// server decodes it (keeping HPACK in step) and refuses the stream; the
+// client's later frames on it are dropped, their DATA given back to the
+// client's connection window (Multiplexer.Credit), and the server's
+// RST_STREAM for it is dropped too. At most 64 denied streams are
+// remembered (the limit "pending_denials" beyond). Other streams go on.
 //
 // # Failures
 //

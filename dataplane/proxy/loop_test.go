@@ -91,3 +91,57 @@ func TestLoopReadsWithoutAllocating(t *testing.T) {
 		t.Fatal("loop did not end after the client closed")
 	}
 }
+
+// TestLoopSeesFINWithLastData: a peer that writes its last bytes and
+// closes at once (data and FIN arrive together, before the proxy reads)
+// ends loop at once: with TCP_INQ, a FIN counts as a byte left, so the
+// reader does not wait for a readiness edge that will not come.
+func TestLoopSeesFINWithLastData(t *testing.T) {
+	s, _ := testSession(t, bulkheadv1.Mode_MODE_PROTECT, &recorder{}, &recorder{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := range 20 {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := sc.(*net.TCPConn)
+		got := make(chan int, 4)
+		process := func(b []byte) (int, int, error) {
+			got <- len(b)
+			return len(b), 0, nil
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.loop(server, nil, 0, process)
+			done <- err
+		}()
+		if i%2 == 1 {
+			// Half the rounds: the reader is already waiting.
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := client.Write([]byte("PING\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = client.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("round %d: loop ended with %v, want nil at the end of the stream", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: loop still waits after data and FIN arrived", i)
+		}
+		server.Close()
+		if n := len(got); n == 0 {
+			t.Errorf("round %d: the last data was not processed", i)
+		}
+	}
+}

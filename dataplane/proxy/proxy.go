@@ -28,6 +28,11 @@ const (
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultSniffTimeout = 200 * time.Millisecond
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultMessageTimeout, DefaultMessageMinRate and
+	// DefaultFirstMessageTimeout are the slowloris bounds (see Limits).
+	DefaultMessageTimeout      = 10 * time.Second
+	DefaultMessageMinRate      = 1 << 10
+	DefaultFirstMessageTimeout = 30 * time.Second
 
 	// initialBuffer is the size each direction's buffer of an L7
 	// connection starts with; it doubles on demand up to MaxMessage.
@@ -60,6 +65,31 @@ type Limits struct {
 	// DrainTimeout is how long Start lets open connections finish after
 	// its context is done before it closes them. Default 10s.
 	DrainTimeout time.Duration
+	// MessageTimeout bounds a request that has begun (slowloris): once the
+	// first bytes of a request are held by the proxy, the whole request
+	// must arrive within MessageTimeout, plus one second for every
+	// MessageMinRate bytes of it received so far (the rule of Apache's
+	// mod_reqtimeout: a large message streamed at a fair rate is not cut,
+	// one dribbled a byte at a time is). A request over the bound is a
+	// limit violation: reported (deny in protect mode), counted as
+	// limit="message_timeout", and the client is reset. It applies to the
+	// client's direction of L7 connections only, and only to bytes the
+	// proxy holds (an incomplete frame); a body the parser streams
+	// through (l7.OpSkip) counts as progress with each read and is bound
+	// by IdleTimeout. Default 10s; negative disables it.
+	MessageTimeout time.Duration
+	// MessageMinRate is the rate in bytes per second above which a long
+	// request earns more time under MessageTimeout. Default 1 KiB/s.
+	MessageMinRate int
+	// FirstMessageTimeout closes an L7 connection whose client has sent
+	// nothing that long after the proxy connected it to the workload
+	// (clients of server-first protocols answer the greeting at once).
+	// It is reported and counted as
+	// limit="first_message_timeout", and the client is reset. Clients
+	// that open pools of connections ahead of use send their handshake
+	// (HELLO, a startup message, ApiVersions) at once, so the default is
+	// generous: 30s; negative disables it.
+	FirstMessageTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -83,6 +113,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.DrainTimeout <= 0 {
 		l.DrainTimeout = DefaultDrainTimeout
+	}
+	if l.MessageTimeout == 0 {
+		l.MessageTimeout = DefaultMessageTimeout
+	}
+	if l.MessageMinRate <= 0 {
+		l.MessageMinRate = DefaultMessageMinRate
+	}
+	if l.FirstMessageTimeout == 0 {
+		l.FirstMessageTimeout = DefaultFirstMessageTimeout
 	}
 	return l
 }
@@ -155,6 +194,9 @@ type Proxy struct {
 	serverFirst bool
 	// dialer dials upstream (with the mark, when set).
 	dialer net.Dialer
+	// parker holds the reply sides of idle connections (park.go); set by
+	// Start, nil before or when the kernel refused its epoll instance.
+	parker *parker
 
 	active atomic.Int64
 	wg     sync.WaitGroup // connection handlers
@@ -244,6 +286,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 		}
 	}
 	p.log.Info("proxy listening", "addr", ln.Addr().String(), "outbound", p.cfg.Outbound)
+	stopParker := p.startParker()
+	defer stopParker()
 
 	stop := make(chan struct{})
 	var watch sync.WaitGroup
@@ -302,6 +346,7 @@ func (p *Proxy) accept(ctx context.Context, ln net.Listener) error {
 		if p.active.Add(1) > int64(p.lim.MaxConns) {
 			p.active.Add(-1)
 			p.met.Connection(metrics.ConnOverload)
+			p.met.Limit(metrics.LimitConns).Inc()
 			reset(tc)
 			continue
 		}
@@ -318,7 +363,9 @@ func (p *Proxy) accept(ctx context.Context, ln net.Listener) error {
 			defer p.met.Active().Dec()
 			defer p.active.Add(-1)
 			defer p.untrack(t)
-			p.handle(ctx, t, ln.Addr())
+			if s, d := p.handle(ctx, t, ln.Addr()); s != nil {
+				s.run(d)
+			}
 		}()
 	}
 }

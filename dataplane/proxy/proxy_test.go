@@ -304,6 +304,9 @@ func TestOversizedRequestCloses(t *testing.T) {
 	if f := findFlow(flows, func(f *bulkheadv1.Flow) bool { return f.GetReason() == "limit" }); f == nil {
 		t.Errorf("no limit flow:%s", flowString(flows))
 	}
+	if got := h.counter("bulkhead_proxy_limit_total", "limit", "message_size"); got != 1 {
+		t.Errorf("message_size limits %v, want 1", got)
+	}
 	// A value under the limit passes.
 	c = h.dial(netip.Addr{})
 	val := strings.Repeat("x", 32<<10)
@@ -563,6 +566,9 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("closed after %v of silence, want about 600ms", d)
 	}
+	if got := h.counter("bulkhead_proxy_limit_total", "limit", "idle_timeout"); got != 1 {
+		t.Errorf("idle_timeout limits %v, want 1", got)
+	}
 }
 
 func TestConnectionLimit(t *testing.T) {
@@ -574,6 +580,9 @@ func TestConnectionLimit(t *testing.T) {
 	h.expectRefused(cartIP)
 	if got := h.counter("bulkhead_proxy_connections_total", "verdict", "overload"); got != 1 {
 		t.Errorf("overload connections %v, want 1", got)
+	}
+	if got := h.counter("bulkhead_proxy_limit_total", "limit", "max_conns"); got != 1 {
+		t.Errorf("max_conns limits %v, want 1", got)
 	}
 	// The first connection is unaffected.
 	if got := roundTrip(t, c, newReplyReader(c), cmd("PING")); got != "+PONG\r\n" {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +33,12 @@ var (
 	errParser = errors.New("proxy: parser returned an invalid length")
 	// errIdle: neither side sent anything for Limits.IdleTimeout.
 	errIdle = errors.New("proxy: connection idle")
+	// errFirstMessage: the client sent nothing for
+	// Limits.FirstMessageTimeout after the connection was set up.
+	errFirstMessage = errors.New("proxy: no first message in time")
+	// errSlowMessage: a request that had begun did not complete within
+	// Limits.MessageTimeout (and its rate allowance).
+	errSlowMessage = errors.New("proxy: message not complete in time")
 	// errPass: the parser answered OpPass; the rest of the connection is
 	// spliced unparsed.
 	errPass = errors.New("proxy: parser passed the connection")
@@ -101,6 +108,8 @@ type session struct {
 	parser l7.Parser
 	// observer is parser as an l7.DenyObserver, or nil.
 	observer l7.DenyObserver
+	// h2 is the state of a multiplexed (HTTP/2) connection, or nil (h2.go).
+	h2 *h2State
 
 	// Owned by the request goroutine.
 	reqFrame   l7.Frame
@@ -119,8 +128,13 @@ type session struct {
 	repScratch []byte
 	pushSeen   bool
 
+	// sessionSides: the reply side's parking (park.go).
+	sessionSides
+
 	// lastActive is the time of the last read on either side (UnixNano).
 	lastActive atomic.Int64
+	// limited: the connection was counted as closed at a limit.
+	limited atomic.Bool
 
 	// passing is set once either direction answered OpPass: both
 	// directions then splice what is left. passOnce wakes both readers.
@@ -197,6 +211,7 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 	s.up, s.down = up, down
 	s.parser = proto.New()
 	s.observer, _ = s.parser.(l7.DenyObserver)
+	s.startH2()
 	if s.learnNames {
 		if a, ok := s.parser.(answerer); ok {
 			s.answers = a
@@ -217,11 +232,13 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 func (s *session) l7(proto *l7.Protocol, cfirst, sfirst []byte) {
 	s.startL7(proto, s.upstream, s.client)
 	repDone := make(chan struct{})
-	go func() {
-		defer close(repDone)
-		s.replySide(sfirst, len(sfirst))
-	}()
+	s.repDone = repDone
+	go s.runReplies(sfirst, len(sfirst))
 	s.requestSide(cfirst, len(cfirst), repDone)
+	if s.endRequestSide() {
+		// The reply side was parked: this goroutine runs it to its end.
+		s.runReplies(nil, 0)
+	}
 	<-repDone
 	_ = s.client.Close()
 	_ = s.upstream.Close()
@@ -262,48 +279,310 @@ func startBuffer(first []byte) []byte {
 	return first[:cap(first)]
 }
 
-// sockReader reads a socket through its syscall.RawConn into a buffer
-// taken from bufPool only once the socket is readable: while the
-// connection waits for data it holds no buffer. Its fill method is bound
-// once per loop, so that a read allocates nothing.
+// sockReader drives one direction of an L7 connection from inside a
+// syscall.RawConn.Read callback: it reads the socket into a buffer taken
+// from bufPool only once the socket is readable (while the connection waits
+// for data it holds no buffer), hands what it read to process, and reads
+// again. With TCP_INQ on the socket each read also says whether bytes are
+// left in the socket: when none are, the callback returns false at once so
+// that the runtime's poller waits for the next edge, instead of a read that
+// would only answer EAGAIN (one system call less per message and
+// direction). That is sound only within one RawConn.Read call: a new call
+// resets the poller's readiness, so the first callback of each call reads
+// before it waits. TCP_INQ counts a received FIN as a byte left, so an end
+// of stream that arrived with the last data is not waited for in vain. Its
+// fill method is bound once per loop, so that a read allocates nothing.
 type sockReader struct {
-	buf []byte // nil when no buffer is held
-	n   int    // bytes of buf already filled
-	m   int    // bytes read by the last fill
-	err error  // error of the last read syscall
+	s       *session
+	process func([]byte) (consumed, need int, err error)
+	lim     int // buffer ceiling
+
+	buf   []byte // nil when no buffer is held
+	n     int    // bytes of buf already filled
+	fresh bool   // buf[:n] holds bytes process has not seen
+	// inq: TCP_INQ is on, and recvmsg reports the bytes left.
+	inq bool
+	// drained: the last read left the socket empty; the callback waits
+	// for the poller before reading again.
+	drained bool
+	// err is why the callback stopped: a read error, io.EOF, errPass or
+	// process's error; rest, with errPass, the bytes read but not
+	// consumed.
+	err  error
+	rest []byte
+	now  int64 // UnixNano of the last read
+
+	// guard: this is the client's direction, bound by MessageTimeout and
+	// FirstMessageTimeout.
+	guard bool
+	// begin is when the loop started (UnixNano); seen: the peer has sent
+	// something since.
+	begin int64
+	seen  bool
+	// msgStart is when the request held in buf began (UnixNano; 0: none
+	// held) and msgBytes how many of its bytes have been read.
+	msgStart int64
+	msgBytes int
+	// park: this is the workload's direction and may park when silent
+	// for parkAfter (park.go).
+	park bool
+	// armed is the read deadline set on the socket (UnixNano; 0: none).
+	armed int64
+	conn  *net.TCPConn
+
 	// fill is r.read bound once.
 	fill func(fd uintptr) bool
 }
 
-// read is the RawConn.Read callback: it reads the socket into buf[n:],
-// taking a buffer first if none is held. When the socket has nothing to
-// read it gives back a buffer that holds nothing and returns false, so
-// that RawConn.Read waits for readability and calls it again.
+// tcpInq is TCP_INQ (linux/tcp.h): recvmsg then carries a TCP_CM_INQ
+// control message with the bytes left to read, a FIN counting as one.
+const tcpInq = 36
+
+// read is the RawConn.Read callback. It returns true when the direction
+// must stop (r.err says why), false to wait for the socket to be readable.
 func (r *sockReader) read(fd uintptr) bool {
-	if r.buf == nil {
-		r.buf = getBuffer()
-	}
 	for {
-		m, err := syscall.Read(int(fd), r.buf[r.n:])
+		if r.s.passing.Load() {
+			// Checked after every read and every deadline change: the
+			// other direction passed the connection.
+			r.err, r.rest = errPass, r.buf[:r.n]
+			return true
+		}
+		if r.fresh {
+			r.fresh = false
+			if !r.consume() {
+				return true
+			}
+		}
+		if r.drained {
+			r.drained = false
+			r.release()
+			return false
+		}
+		if r.buf == nil {
+			r.buf = getBuffer()
+		}
+		m, left, err := r.recv(fd)
 		switch err {
+		case nil:
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if r.n == 0 {
-				putBuffer(r.buf)
-				r.buf = nil
-			}
+			r.release()
 			return false
+		default:
+			r.err = os.NewSyscallError("read", err)
+			return true
 		}
-		r.m, r.err = max(m, 0), err
-		return true
+		if m == 0 {
+			r.err = io.EOF
+			return true
+		}
+		r.now = time.Now().UnixNano()
+		r.s.lastActive.Store(r.now)
+		r.n += m
+		r.fresh, r.seen = true, true
+		r.drained = r.inq && !left
+		if r.msgStart != 0 {
+			r.msgBytes += m
+		}
 	}
 }
 
-// requestSide runs the client → workload direction to its end.
+// release gives back a buffer that holds nothing, before the wait.
+func (r *sockReader) release() {
+	if r.n == 0 && r.buf != nil {
+		putBuffer(r.buf)
+		r.buf = nil
+	}
+}
+
+// recv reads the socket into buf[n:]; left reports (with TCP_INQ) whether
+// bytes, or the end of the stream, are left to read.
+func (r *sockReader) recv(fd uintptr) (m int, left bool, err error) {
+	if !r.inq {
+		m, err = syscall.Read(int(fd), r.buf[r.n:])
+		return max(m, 0), true, err
+	}
+	// On the stack, not in r: an idle connection keeps r.
+	var (
+		msg syscall.Msghdr
+		iov syscall.Iovec
+		oob [32]byte // one cmsghdr with TCP_CM_INQ's int32
+	)
+	iov.Base = &r.buf[r.n]
+	iov.SetLen(len(r.buf) - r.n)
+	msg.Iov = &iov
+	msg.Iovlen = 1
+	msg.Control = &oob[0]
+	msg.SetControllen(len(oob))
+	got, _, e := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
+	if e != 0 {
+		return 0, true, e
+	}
+	left = true
+	if int(msg.Controllen) >= syscall.SizeofCmsghdr+4 {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Level == syscall.SOL_TCP && h.Type == tcpInq {
+			left = *(*int32)(unsafe.Pointer(&oob[syscall.SizeofCmsghdr])) != 0
+		}
+	}
+	return int(got), left, nil
+}
+
+// consume hands the unconsumed bytes to process, keeps the bytes it did
+// not consume (an incomplete message) at the front and grows buf up to the
+// ceiling for them. It returns false, with r.err set, when the direction
+// must stop.
+func (r *sockReader) consume() bool {
+	c, need, err := r.process(r.buf[:r.n])
+	if errors.Is(err, errPass) {
+		r.err, r.rest = errPass, r.buf[c:r.n]
+		return false
+	}
+	if err != nil {
+		r.err = err
+		return false
+	}
+	if c > 0 {
+		r.n = copy(r.buf, r.buf[c:r.n])
+	}
+	if r.guard {
+		r.track(c)
+	}
+	if r.n == 0 && (len(r.buf) > shrinkAbove || len(r.buf) == initialBuffer) {
+		// Nothing pending: the buffer goes back to the pool (or, grown
+		// too large, to the collector) until the socket is readable
+		// again.
+		putBuffer(r.buf)
+		r.buf = nil
+	}
+	if r.n+need > r.lim {
+		r.err = errLimit
+		return false
+	}
+	if r.buf != nil && (r.n+need > len(r.buf) || r.n == len(r.buf)) {
+		if r.n >= r.lim {
+			r.err = errLimit
+			return false
+		}
+		nb := make([]byte, min(r.lim, max(2*len(r.buf), r.n+need)))
+		copy(nb, r.buf[:r.n])
+		putBuffer(r.buf)
+		r.buf = nb
+	}
+	return true
+}
+
+// track notes when the request held in buf began, after process consumed
+// c bytes, and brings the read deadline forward to its bound.
+func (r *sockReader) track(c int) {
+	switch {
+	case r.n == 0:
+		r.msgStart = 0
+	case c > 0 || r.msgStart == 0:
+		// A new request began with the bytes left.
+		r.msgStart, r.msgBytes = r.now, r.n
+		if d := r.messageDeadline(); d > 0 && (r.armed == 0 || d < r.armed) {
+			r.arm(d)
+		}
+	}
+}
+
+// messageDeadline is when the request held in buf must be complete
+// (UnixNano; 0: no bound).
+func (r *sockReader) messageDeadline() int64 {
+	lim := &r.s.p.lim
+	if r.msgStart == 0 || lim.MessageTimeout < 0 {
+		return 0
+	}
+	grace := time.Duration(r.msgBytes) * time.Second / time.Duration(lim.MessageMinRate)
+	return r.msgStart + int64(lim.MessageTimeout+grace)
+}
+
+// nextDeadline is the earliest of the direction's bounds (UnixNano; 0:
+// none): idle, first message, message.
+func (r *sockReader) nextDeadline() int64 {
+	lim := &r.s.p.lim
+	var d int64
+	earliest := func(t int64) {
+		if t > 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	if lim.IdleTimeout > 0 {
+		earliest(r.s.lastActive.Load() + int64(lim.IdleTimeout))
+	}
+	if r.park && r.s.sides.Load() == sidesRunning {
+		earliest(r.now + int64(parkAfter))
+	}
+	if r.guard {
+		if !r.seen && lim.FirstMessageTimeout > 0 {
+			earliest(r.begin + int64(lim.FirstMessageTimeout))
+		}
+		earliest(r.messageDeadline())
+	}
+	return d
+}
+
+// arm sets the socket's read deadline to d (UnixNano).
+func (r *sockReader) arm(d int64) {
+	r.armed = d
+	_ = r.conn.SetReadDeadline(time.Unix(0, d))
+}
+
+// expired is called when the read deadline passed: it returns the limit
+// that was broken (errIdle, errFirstMessage, errSlowMessage), or nil after
+// setting the deadline to the next bound.
+func (r *sockReader) expired() error {
+	now := time.Now().UnixNano()
+	lim := &r.s.p.lim
+	if r.guard {
+		if !r.seen && lim.FirstMessageTimeout > 0 && now >= r.begin+int64(lim.FirstMessageTimeout) {
+			return errFirstMessage
+		}
+		if d := r.messageDeadline(); d > 0 && now >= d {
+			return errSlowMessage
+		}
+	}
+	if lim.IdleTimeout > 0 && now >= r.s.lastActive.Load()+int64(lim.IdleTimeout) {
+		return errIdle
+	}
+	if r.park && r.n == 0 && now >= r.now+int64(parkAfter) && r.s.sides.Load() == sidesRunning {
+		return errPark
+	}
+	if d := r.nextDeadline(); d > 0 {
+		r.arm(d)
+	} else {
+		r.armed = 0
+		_ = r.conn.SetReadDeadline(time.Time{})
+	}
+	return nil
+}
+
+// enableInq turns TCP_INQ on for c; false when the kernel refuses it (the
+// reader then reads until EAGAIN).
+func enableInq(rc syscall.RawConn) bool {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_TCP, tcpInq, 1)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
+// requestSide runs the client → workload direction to its end. It keeps
+// its own frame small: an idle connection's goroutine parks below it.
 func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
-	p := s.p
 	rest, err := s.loop(s.client, buf, n, s.requests)
+	s.endRequests(rest, err, repDone)
+}
+
+// endRequests ends the client → workload direction after loop returned
+// rest and err.
+func (s *session) endRequests(rest []byte, err error, repDone <-chan struct{}) {
+	p := s.p
 	switch {
 	case err == nil:
 		// The client is done sending: pass the half-close on and let the
@@ -313,11 +592,20 @@ func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
 		s.passRequests(rest)
 	case errors.Is(err, errCloseOnDeny):
 		s.closeAfterDeny(repDone)
+	case errors.Is(err, errSlowMessage) || errors.Is(err, errFirstMessage):
+		// Slowloris: a limit violation, but not a malformed message.
+		s.countLimit(err)
+		s.recordBad(enforce.Limit)
+		p.log.Info("proxy: closing a slow connection", "src", s.src.String(), "dst", s.dst.String(),
+			"protocol", s.proto.Name, "err", err)
+		reset(s.client)
+		_ = s.upstream.Close()
 	case badInput(err):
 		reason := enforce.Malformed
 		if errors.Is(err, errLimit) || errors.Is(err, errDenials) || errors.Is(err, l7.ErrTooLong) {
 			reason = enforce.Limit
 		}
+		s.countLimit(err)
 		s.pm.Malformed.Inc()
 		s.recordBad(reason)
 		p.log.Info("proxy: closing connection on a bad request", "src", s.src.String(), "dst", s.dst.String(),
@@ -325,6 +613,7 @@ func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
 		reset(s.client)
 		_ = s.upstream.Close()
 	default:
+		s.countLimit(err)
 		if !isClosed(err) {
 			p.log.Debug("proxy: client side ended", "src", s.src.String(), "err", err)
 		}
@@ -333,10 +622,28 @@ func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
 	}
 }
 
-// replySide runs the workload → client direction to its end.
-func (s *session) replySide(buf []byte, n int) {
+// replySide runs the workload → client direction to its end, with as
+// small a frame as requestSide. It returns true when it parked instead
+// (park.go): another goroutine then runs the rest.
+func (s *session) replySide(buf []byte, n int) (parked bool) {
+	for {
+		rest, err := s.loop(s.upstream, buf, n, s.replies)
+		if errors.Is(err, errPark) {
+			if s.p.parker.park(s) {
+				return true
+			}
+			buf, n = nil, 0
+			continue
+		}
+		s.endReplies(rest, err)
+		return false
+	}
+}
+
+// endReplies ends the workload → client direction after loop returned rest
+// and err.
+func (s *session) endReplies(rest []byte, err error) {
 	p := s.p
-	rest, err := s.loop(s.upstream, buf, n, s.replies)
 	if errors.Is(err, errPass) {
 		err = s.passReplies(rest)
 		if err == nil {
@@ -353,17 +660,43 @@ func (s *session) replySide(buf []byte, n int) {
 		// with the denials that followed it.
 		_ = s.client.Close()
 	case badInput(err):
+		s.countLimit(err)
 		s.pm.Malformed.Inc()
 		p.log.Warn("proxy: closing connection on a bad reply", "src", s.src.String(), "dst", s.dst.String(),
 			"protocol", s.proto.Name, "err", err)
 		reset(s.client)
 	default:
+		s.countLimit(err)
 		if !isClosed(err) {
 			p.log.Debug("proxy: server side ended", "dst", s.dst.String(), "err", err)
 		}
 		reset(s.client) // also unblocks the request goroutine
 	}
 	_ = s.upstream.Close()
+}
+
+// countLimit counts err under bulkhead_proxy_limit_total when it is one of
+// the limits of Limits, once per connection (both directions may run into
+// the idle timeout).
+func (s *session) countLimit(err error) {
+	var l string
+	switch {
+	case errors.Is(err, errLimit) || errors.Is(err, l7.ErrTooLong):
+		l = metrics.LimitMessageSize
+	case errors.Is(err, errDenials):
+		l = metrics.LimitPendingDenials
+	case errors.Is(err, errSlowMessage):
+		l = metrics.LimitMessageTimeout
+	case errors.Is(err, errFirstMessage):
+		l = metrics.LimitFirstMessageTimeout
+	case errors.Is(err, errIdle):
+		l = metrics.LimitIdle
+	default:
+		return
+	}
+	if s.limited.CompareAndSwap(false, true) {
+		s.p.met.Limit(l).Inc()
+	}
 }
 
 // badInput reports errors that say a peer sent something the proxy cannot
@@ -381,94 +714,74 @@ func isClosed(err error) bool {
 
 // loop reads src into buf (whose first n bytes are already filled) and hands
 // the unconsumed bytes to process after each read, keeping the bytes it did
-// not consume (an incomplete message) at the front. It grows buf up to
-// maxMsg. It returns nil at the end of the stream, or the error that
-// ended it; with errPass (this direction's parser, or the other's, passed
-// the connection) it also returns the bytes read but not consumed, which
-// must be forwarded before the rest of the stream.
+// not consume (an incomplete message) at the front (sockReader). It grows
+// buf up to maxMsg. It returns nil at the end of the stream, or the error
+// that ended it; with errPass (this direction's parser, or the other's,
+// passed the connection) it also returns the bytes read but not consumed,
+// which must be forwarded before the rest of the stream. The client's
+// direction is also bound by Limits.FirstMessageTimeout and
+// Limits.MessageTimeout (errFirstMessage, errSlowMessage); both by
+// Limits.IdleTimeout (errIdle).
 func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte) (consumed, need int, err error)) ([]byte, error) {
-	lim := s.maxMsg
-	idle := s.p.lim.IdleTimeout
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	if idle > 0 {
-		_ = src.SetReadDeadline(time.Now().Add(idle))
+	now := time.Now().UnixNano()
+	r := &sockReader{
+		s:       s,
+		process: process,
+		lim:     s.maxMsg,
+		buf:     startBuffer(buf[:n]),
+		n:       n,
+		fresh:   n > 0,
+		inq:     enableInq(rc),
+		guard:   src == s.client,
+		park:    src == s.upstream && src != s.client && s.p.parker != nil,
+		begin:   now,
+		seen:    n > 0,
+		now:     now,
+		conn:    src,
 	}
-	r := &sockReader{buf: startBuffer(buf[:n])}
 	r.fill = r.read
-	fresh := n > 0
+	if d := r.nextDeadline(); d > 0 {
+		r.arm(d)
+	}
 	for {
-		if s.passing.Load() {
-			// Checked after every read and every deadline change: the
-			// other direction passed the connection.
-			s.startPass()
-			return r.buf[:n], errPass
-		}
-		if fresh {
-			c, need, err := process(r.buf[:n])
-			if errors.Is(err, errPass) {
-				s.startPass()
-				return r.buf[c:n], errPass
-			}
-			if err != nil {
-				return nil, err
-			}
-			if c > 0 {
-				n = copy(r.buf, r.buf[c:n])
-			}
-			if n == 0 && (len(r.buf) > shrinkAbove || len(r.buf) == initialBuffer) {
-				// Nothing pending: the buffer goes back to the pool
-				// (or, grown too large, to the collector) until the
-				// socket is readable again.
-				putBuffer(r.buf)
-				r.buf = nil
-			}
-			if n+need > lim {
-				return nil, errLimit
-			}
-			if r.buf != nil && (n+need > len(r.buf) || n == len(r.buf)) {
-				if n >= lim {
-					return nil, errLimit
-				}
-				nb := make([]byte, min(lim, max(2*len(r.buf), n+need)))
-				copy(nb, r.buf[:n])
-				putBuffer(r.buf)
-				r.buf = nb
-			}
-		}
-		r.n, r.m, r.err = n, 0, nil
+		// A new Read resets the poller's readiness: read before waiting.
+		r.drained = false
 		err := rc.Read(r.fill)
-		if err == nil && r.err != nil {
-			err = os.NewSyscallError("read", r.err)
-		} else if err == nil && r.m == 0 {
-			err = io.EOF
+		if err == nil {
+			err, r.err = r.err, nil
 		}
-		m := r.m
-		fresh = m > 0
-		if m > 0 {
-			n += m
-			s.touch()
+		if errors.Is(err, errPass) {
+			s.startPass()
+			rest := r.rest
+			r.rest = nil
+			if rest == nil {
+				rest = r.buf[:r.n]
+			}
+			return rest, errPass
 		}
-		if err != nil {
-			if s.passing.Load() {
-				continue
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) && idle > 0 {
-				last := time.Unix(0, s.lastActive.Load())
-				if time.Since(last) < idle {
-					// The other side was active: not idle.
-					_ = src.SetReadDeadline(last.Add(idle))
-					continue
-				}
-				return nil, errIdle
-			}
-			if errors.Is(err, io.EOF) {
-				return nil, nil
-			}
-			return nil, err
+		if err == nil {
+			continue
 		}
+		if s.passing.Load() {
+			// The other direction passed the connection and woke
+			// this one.
+			s.startPass()
+			return r.buf[:r.n], errPass
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if lerr := r.expired(); lerr != nil {
+				return nil, lerr
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, err
 	}
 }
 
@@ -480,6 +793,9 @@ func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 // frame is incomplete, how many more bytes it needs at least. It allocates
 // nothing.
 func (s *session) requests(buf []byte) (consumed, need int, err error) {
+	if s.h2 != nil {
+		return s.h2Requests(buf)
+	}
 	if pol := s.p.engine.Load(); pol != nil && pol != s.conn.Policy() {
 		s.conn.Refresh(pol)
 		s.refreshKey()
@@ -689,6 +1005,9 @@ func (s *session) clearPending() {
 // how many bytes it consumed and how many more the next reply needs. It
 // allocates nothing.
 func (s *session) replies(buf []byte) (consumed, need int, err error) {
+	if s.h2 != nil {
+		return s.h2Replies(buf)
+	}
 	f := &s.repFrame
 	var off, start, k int
 	for off < len(buf) {

@@ -6,6 +6,7 @@ package all
 import (
 	"github.com/bulkhead-io/bulkhead/protocols/dns"
 	"github.com/bulkhead-io/bulkhead/protocols/http1"
+	"github.com/bulkhead-io/bulkhead/protocols/http2"
 	"github.com/bulkhead-io/bulkhead/protocols/kafka"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/memcached"
@@ -23,6 +24,7 @@ func Protocols() []l7.Protocol {
 	return []l7.Protocol{
 		redis.Protocol(),
 		memcached.Protocol(),
+		http2.Protocol(),
 		http1.Protocol(),
 		tls.Protocol(),
 		postgres.Protocol(),

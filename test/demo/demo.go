@@ -266,7 +266,7 @@ func (p *printer) hosts(e *Env) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t(netns %s)\n", h.Name(), h.Addr(), role, h.NetNS())
 	}
 	tw.Flush()
-	p.line("the machine, %s on the bridge, runs bulkhead-controlplane: xDS and flow reports on %s, admin API on %s", e.Lab.HostAddr(), e.GRPCAddr, e.AdminURL)
+	p.line("the machine, %s on the bridge, runs bulkhead-controlplane: xDS and flow reports on %s, admin API on %s (bearer token in %s/admin-token)", e.Lab.HostAddr(), e.GRPCAddr, e.AdminURL, e.StateDir)
 	p.line("proxy %s connected and acknowledged its policy", e.Node())
 }
 

@@ -61,6 +61,11 @@ type Config struct {
 	// Keep leaves the temp dirs (state, workloads file, process output) in
 	// place on Close.
 	Keep bool
+	// ControlPlaneArgs are added to bulkhead-controlplane's command line
+	// (e.g. --cert-ttl).
+	ControlPlaneArgs []string
+	// ProxyArgs are added to bulkhead-proxy's command line (e.g. limits).
+	ProxyArgs []string
 }
 
 func (c *Config) defaults() error {
@@ -225,13 +230,13 @@ func (e *Env) StartControlPlane(ctx context.Context) error {
 			return err
 		}
 	}
-	p, err := e.Lab.Root().Start(ctx, e.Bin("bulkhead-controlplane"),
+	p, err := e.Lab.Root().Start(ctx, e.Bin("bulkhead-controlplane"), append([]string{
 		"--state-dir", e.StateDir,
 		"--workloads", e.WorkloadsFile,
 		"--grpc-addr", e.GRPCAddr.String(),
 		"--admin-addr", strings.TrimPrefix(e.AdminURL, "http://"),
 		"--default-mode", e.DefaultMode,
-		"--log-level", e.LogLevel)
+		"--log-level", e.LogLevel}, e.ControlPlaneArgs...)...)
 	if err != nil {
 		return err
 	}
@@ -242,6 +247,13 @@ func (e *Env) StartControlPlane(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control plane not healthy: %w", err)
 	}
+	// The control plane created its admin token on the first start.
+	auth := cli.Auth{StateDir: e.StateDir, Env: func(string) string { return "" }}
+	tok, err := auth.Token()
+	if err != nil {
+		return err
+	}
+	e.Client = e.Client.WithToken(tok)
 	return nil
 }
 
@@ -282,14 +294,14 @@ func (e *Env) StartRedis(ctx context.Context) error {
 // runs on its cached one) and its /readyz answers 200.
 func (e *Env) StartProxy(ctx context.Context) error {
 	cache := filepath.Join(e.Dir, "proxy-cache")
-	p, err := e.Host(e.Server).Start(ctx, e.Bin("bulkhead-proxy"), "run",
+	p, err := e.Host(e.Server).Start(ctx, e.Bin("bulkhead-proxy"), append([]string{"run",
 		"--node", e.Node(),
 		"--xds-addr", e.GRPCAddr.String(),
 		"--inbound-addr", ":15006",
-		"--admin-addr", ":"+strconv.Itoa(ProxyAdminPort),
+		"--admin-addr", ":" + strconv.Itoa(ProxyAdminPort),
 		"--cache-dir", cache,
 		"--report-interval", e.ReportInterval.String(),
-		"--log-level", e.LogLevel)
+		"--log-level", e.LogLevel}, slices.Concat(e.TrustArgs(), e.ProxyArgs)...)...)
 	if err != nil {
 		return err
 	}
@@ -462,7 +474,7 @@ func (e *Env) Poll(ctx context.Context, timeout time.Duration, cond func(context
 // CLI runs the bulkhead binary on the machine against the Env's control
 // plane and returns its combined output.
 func (e *Env) CLI(ctx context.Context, args ...string) (string, error) {
-	out, err := e.Lab.Root().Run(ctx, e.Bin("bulkhead"), append([]string{"--server", e.AdminURL}, args...)...)
+	out, err := e.Lab.Root().Run(ctx, e.Bin("bulkhead"), append([]string{"--server", e.AdminURL, "--state-dir", e.StateDir}, args...)...)
 	return string(out), err
 }
 

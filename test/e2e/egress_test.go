@@ -176,13 +176,13 @@ func (e *egressEnv) build(ctx context.Context, t *testing.T, procs map[string]*l
 // startProxy runs `bulkhead-proxy run --outbound` in app (its DNS upstream
 // from the resolv.conf) and waits until it enforces a policy.
 func (e *egressEnv) startProxy(ctx context.Context) error {
-	p, err := e.Host(appHost).Start(ctx, e.Bin("bulkhead-proxy"), "run", "--outbound",
+	p, err := e.Host(appHost).Start(ctx, e.Bin("bulkhead-proxy"), append([]string{"run", "--outbound",
 		"--node", e.Node(),
 		"--xds-addr", e.GRPCAddr.String(),
-		"--admin-addr", ":"+strconv.Itoa(demo.ProxyAdminPort),
+		"--admin-addr", ":" + strconv.Itoa(demo.ProxyAdminPort),
 		"--cache-dir", filepath.Join(e.Dir, "proxy-cache"),
 		"--report-interval", e.ReportInterval.String(),
-		"--log-level", e.LogLevel)
+		"--log-level", e.LogLevel}, e.TrustArgs()...)...)
 	if err != nil {
 		return err
 	}

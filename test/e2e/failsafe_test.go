@@ -65,7 +65,7 @@ func TestControlPlaneDown(t *testing.T) {
 	// A proxy (re)started while the control plane is down restores the
 	// policy from its cache and enforces it.
 	e.StopProxy()
-	p := startProxy(t, ctx, e.Host(e.Server), e.Node(), e.GRPCAddr, cache)
+	p := startProxy(t, ctx, e.Host(e.Server), e.Node(), e.GRPCAddr, cache, e.TrustArgs()...)
 	e.Proxy = p
 	s := waitProxyPolicy(t, ctx, e.Host(e.Server), func(s policySummary) bool { return true })
 	if s.Mode != "protect" || s.Connected {
@@ -102,17 +102,18 @@ const proxyAdminPort = 15090
 
 // startProxy starts bulkhead-proxy in h against the xDS server at xds and
 // waits until its /readyz answers 200 (a policy is loaded, from the server
-// or the cache). Unlike demo's StartProxy it needs no control plane.
-func startProxy(t *testing.T, ctx context.Context, h *lab.Host, node string, xds netip.AddrPort, cache string) *lab.Proc {
+// or the cache). Unlike demo's StartProxy it needs no control plane. trust
+// are its trust flags (demo.Env.TrustArgs, or --insecure).
+func startProxy(t *testing.T, ctx context.Context, h *lab.Host, node string, xds netip.AddrPort, cache string, trust ...string) *lab.Proc {
 	t.Helper()
-	p, err := h.Start(ctx, filepath.Join(binDir(t), "bulkhead-proxy"), "run",
+	p, err := h.Start(ctx, filepath.Join(binDir(t), "bulkhead-proxy"), append([]string{"run",
 		"--node", node,
 		"--xds-addr", xds.String(),
 		"--inbound-addr", ":15006",
-		"--admin-addr", ":"+strconv.Itoa(proxyAdminPort),
+		"--admin-addr", ":" + strconv.Itoa(proxyAdminPort),
 		"--cache-dir", cache,
 		"--report-interval", "200ms",
-		"--log-level", "debug")
+		"--log-level", "debug"}, trust...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func TestNACK(t *testing.T) {
 	if out, err := server.Run(ctx, filepath.Join(binDir(t), "bulkhead-proxy"), "init", "--exclude-ports", strconv.Itoa(proxyAdminPort)); err != nil {
 		t.Fatalf("install the redirect: %v\n%s", err, out)
 	}
-	proxy := startProxy(t, ctx, server, node, addr, filepath.Join(t.TempDir(), "cache"))
+	proxy := startProxy(t, ctx, server, node, addr, filepath.Join(t.TempDir(), "cache"), "--insecure") // a plaintext test xDS server
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpProcs(t, map[string]*lab.Proc{"bulkhead-proxy": proxy})

@@ -309,6 +309,7 @@ func waitLearnedSQL(t *testing.T, ctx context.Context, e *serverEnv, web []v1alp
 						r.Peers[j].Namespace = ""
 					}
 				}
+				r.LearnedFrom = nil // checked elsewhere (checkExport)
 				switch {
 				case len(r.Peers) == 1 && r.Peers[0].Segment == webHost:
 					gotWeb = append(gotWeb, r)

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/bulkhead-io/bulkhead/cmd/bulkhead/cli"
 	"github.com/bulkhead-io/bulkhead/controlplane/api/v1alpha1"
 	"github.com/bulkhead-io/bulkhead/test/lab"
@@ -178,9 +176,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("bulkhead policy export: %v\n%s", err, out)
 	}
 	t.Logf("bulkhead policy export:\n%s", out)
-	if out != string(exported) || out != tlsLearnedYAML {
-		t.Errorf("bulkhead policy export (-want +got):\n%s", cmp.Diff(tlsLearnedYAML, out))
-	}
+	checkExport(t, e.Env, out, string(exported), tlsLearnedYAML)
 
 	setModeAndWait(t, ctx, e.Env, v1alpha1.ModeProtect)
 

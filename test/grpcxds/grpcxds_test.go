@@ -1,6 +1,7 @@
 package grpcxds
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -191,12 +192,13 @@ spec:
     http: {methods: [POST], paths: [/grpc.health.v1.Health/Check]}
 `
 
-func httpDo(t *testing.T, method, url, body string) (int, string) {
+func httpDo(t *testing.T, token, method, url, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +253,8 @@ func TestGRPCServerEnforcesRBAC(t *testing.T) {
 		cpDone <- run.Run(cpCtx, run.Config{
 			StateDir: state, WorkloadsFile: wfile,
 			GRPCListener: glis, AdminListener: alis,
-		}, testLog(t))
+		}, testLog(t)) // mutual TLS: the gRPC nodes use certificates of the control plane's CA
+
 	}()
 	defer func() {
 		cpCancel()
@@ -260,13 +263,31 @@ func TestGRPCServerEnforcesRBAC(t *testing.T) {
 		}
 	}()
 	admin := "http://" + alis.Addr().String()
+	// The control plane creates its admin token in the state dir at start.
+	var token string
+	for deadline := time.Now().Add(10 * time.Second); token == ""; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(state, "admin-token")); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			token = string(bytes.TrimSpace(b))
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no admin token: %v", err)
+		}
+	}
 
+	// Each gRPC node's certificate, kept renewed in a folder as
+	// `bulkhead-proxy cert` does (trust_test.go).
+	certs := map[string]string{}
+	for _, node := range []string{"api.demo", "web.demo"} {
+		certs[node] = keepCertificate(t, ctx, state, glis.Addr().String(), node)
+	}
 	// Bootstraps from the control plane's own endpoint.
 	bootstrap := func(node string) string {
 		t.Helper()
-		code, body := httpDo(t, "GET", admin+"/v1/envoy/bootstrap?node="+node, "")
+		code, body := httpDo(t, token, "GET", admin+"/v1/envoy/bootstrap?node="+node+"&certs="+certs[node], "")
 		if code != 200 {
 			t.Fatalf("bootstrap %s: %d %s", node, code, body)
+		}
+		if !strings.Contains(body, `"type": "tls"`) || !strings.Contains(body, certs[node]) {
+			t.Fatalf("bootstrap %s does not use its certificate over TLS:\n%s", node, body)
 		}
 		path := filepath.Join(dir, node+".json")
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
@@ -292,7 +313,7 @@ func TestGRPCServerEnforcesRBAC(t *testing.T) {
 	// protect → discover → protect, no restart.
 	setMode := func(mode string) {
 		t.Helper()
-		if code, body := httpDo(t, "PUT", admin+"/v1/segments/demo/api/mode", `{"mode":"`+mode+`"}`); code != 200 {
+		if code, body := httpDo(t, token, "PUT", admin+"/v1/segments/demo/api/mode", `{"mode":"`+mode+`"}`); code != 200 {
 			t.Fatalf("mode %s: %d %s", mode, code, body)
 		}
 	}
@@ -336,7 +357,7 @@ func TestGRPCServerEnforcesRBAC(t *testing.T) {
 		t.Errorf("xds:/// client output:\n%s", out)
 	}
 	// The client's node ACKed a version of each of the four types.
-	_, body := httpDo(t, "GET", admin+"/v1/proxies", "")
+	_, body := httpDo(t, token, "GET", admin+"/v1/proxies", "")
 	var nodes []xds.NodeStatus
 	if err := json.Unmarshal([]byte(body), &nodes); err != nil {
 		t.Fatalf("/v1/proxies: %v\n%s", err, body)

@@ -65,6 +65,7 @@ spec:
 type env struct {
 	t      *testing.T
 	admin  string
+	state  string // the control plane's state dir, holding its admin token
 	conn   *grpc.ClientConn
 	client *cli.Client
 }
@@ -90,10 +91,11 @@ func start(t *testing.T) *env {
 		done <- run.Run(ctx, run.Config{
 			StateDir: filepath.Join(dir, "state"), WorkloadsFile: wl,
 			GRPCListener: gl, AdminListener: al,
+			Trust:   run.TrustConfig{Insecure: true}, // this test reports flows as several nodes
 			History: run.HistoryConfig{Options: history.Options{Window: 20 * time.Millisecond}},
 		}, nil)
 	}()
-	e := &env{t: t, admin: "http://" + al.Addr().String()}
+	e := &env{t: t, admin: "http://" + al.Addr().String(), state: filepath.Join(dir, "state")}
 	t.Cleanup(func() {
 		if e.conn != nil {
 			e.conn.Close()
@@ -114,6 +116,11 @@ func start(t *testing.T) *env {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	tok, err := os.ReadFile(filepath.Join(e.state, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = e.client.WithToken(strings.TrimSpace(string(tok)))
 	e.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +153,7 @@ func (e *env) report(node string, flows ...*bulkheadv1.Flow) {
 func (e *env) cli(args ...string) (int, string) {
 	e.t.Helper()
 	var out, errOut bytes.Buffer
-	code := cli.Execute(context.Background(), append([]string{"--server", e.admin}, args...), cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+	code := cli.Execute(context.Background(), append([]string{"--server", e.admin, "--state-dir", e.state}, args...), cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
 	return code, out.String() + errOut.String()
 }
 

@@ -25,11 +25,29 @@ type Streams struct {
 type Globals struct {
 	Server    string // control plane admin URL
 	Namespace string
-	Output    string // table, yaml or json
+	Output    string    // table, yaml or json
+	Auth      Auth      // how the client authenticates (auth.go)
+	Kube      KubeFlags // cluster mode of mode and policy commands (kube.go)
 }
 
-// Client returns a client of the admin API at g.Server.
-func (g *Globals) Client() (*Client, error) { return NewClient(g.Server, nil) }
+// Client returns a client of the admin API at g.Server, with the token
+// g.Auth finds.
+func (g *Globals) Client() (*Client, error) {
+	c, err := NewClient(g.Server, nil)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := g.Auth.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok == "" && g.Kube.on() {
+		if tok, err = kubeToken(&g.Kube); err != nil {
+			return nil, err
+		}
+	}
+	return c.WithToken(tok), nil
+}
 
 // ExitCode is an error that only sets the process's exit status (like
 // diff's 1 for "different"); Execute prints nothing for it.
@@ -68,6 +86,8 @@ func NewCommand(s Streams, extra ...Extra) *cobra.Command {
 	pf.StringVar(&g.Server, "server", server, "control plane admin URL (env BULKHEAD_SERVER)")
 	pf.StringVarP(&g.Namespace, "namespace", "n", "default", "namespace")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, yaml or json")
+	g.Auth.flags(pf)
+	g.Kube.flags(pf)
 
 	root.AddCommand(modeCommand(g), policyCommand(g), flowsCommand(g, false), flowsCommand(g, true), proxiesCommand(g))
 	root.AddCommand(operatorCommands(g)...) // operator.go

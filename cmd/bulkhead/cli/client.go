@@ -26,8 +26,16 @@ const DefaultServer = "http://127.0.0.1:15080"
 
 // Client speaks the control plane's admin API (docs/contracts.md).
 type Client struct {
-	base *url.URL
-	hc   *http.Client
+	base  *url.URL
+	hc    *http.Client
+	token string // sent as "Authorization: Bearer"; "" sends none
+}
+
+// WithToken returns a copy of c that sends token as its bearer token.
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = token
+	return &cc
 }
 
 // NewClient returns a client of the admin API at server (e.g.
@@ -280,6 +288,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, cont
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
@@ -300,6 +311,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, cont
 		}
 		if json.Unmarshal(b, &m) == nil && m.Error != "" {
 			e.Message, e.Problems = m.Error, m.Problems
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			e.Message += " (give the admin token: --token-file, BULKHEAD_TOKEN, or --state-dir of the control plane)"
 		}
 		return nil, e
 	}

@@ -24,7 +24,7 @@ func modeGetCommand(g *Globals) *cobra.Command {
 		Short: "Show the mode of the namespace's segments, or of one",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return err
 			}
@@ -84,7 +84,7 @@ func modeSetCommand(g *Globals) *cobra.Command {
 			return cobra.ExactArgs(2)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return err
 			}

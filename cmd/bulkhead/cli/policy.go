@@ -31,7 +31,7 @@ func policyExportCommand(g *Globals) *cobra.Command {
 		Short: "Write the namespace's policies as YAML, kubectl-apply-able",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func policyApplyCommand(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return err
 			}
@@ -134,7 +134,7 @@ the exit status is 0 when they are equal, 1 when they differ, 2 on error.`,
 			if err != nil {
 				return diffError(err)
 			}
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return diffError(err)
 			}
@@ -214,7 +214,7 @@ func policyGetCommand(g *Globals) *cobra.Command {
 		Short: "Show policies with their status: per-rule hits and last hit",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Client()
+			c, err := g.Policies()
 			if err != nil {
 				return err
 			}

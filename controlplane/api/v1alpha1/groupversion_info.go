@@ -23,7 +23,7 @@ const (
 
 // AddToScheme registers the types with a runtime.Scheme.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &SegmentPolicy{}, &SegmentPolicyList{})
+	s.AddKnownTypes(GroupVersion, &SegmentPolicy{}, &SegmentPolicyList{}, &ClusterSegmentPolicy{}, &ClusterSegmentPolicyList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -50,10 +50,12 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=segpol;sp,categories=bulkhead
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
-// +kubebuilder:printcolumn:name="Ingress",type=integer,JSONPath=`.status.ingressRules`
+// +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.ruleCount`
 // +kubebuilder:printcolumn:name="Learned",type=integer,JSONPath=`.status.learnedRules`
 // +kubebuilder:printcolumn:name="Violations",type=integer,JSONPath=`.status.violations`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Proxies",type=integer,JSONPath=`.status.proxies`,priority=1
+// +kubebuilder:printcolumn:name="Current",type=integer,JSONPath=`.status.proxiesCurrent`,priority=1
 type SegmentPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -81,6 +83,11 @@ type SegmentPolicySpec struct {
 	// to protect on its own once it has been quiet long enough.
 	// +optional
 	Promotion *Promotion `json:"promotion,omitempty"`
+
+	// Learning bounds what discover mode learns for this segment (from
+	// whom, when). Empty: everything, always.
+	// +optional
+	Learning *Learning `json:"learning,omitempty"`
 
 	// Infrastructure, when disabled, drops the control plane's
 	// infrastructure allowances (kubelet probes, metrics scraping, DNS to
@@ -134,6 +141,11 @@ type Rule struct {
 	// +kubebuilder:default=user
 	// +optional
 	Origin Origin `json:"origin,omitempty"`
+
+	// LearnedFrom records, for a learned rule, which proxy reported which
+	// flow that taught it first.
+	// +optional
+	LearnedFrom *LearnedFrom `json:"learnedFrom,omitempty"`
 
 	// Peers are the other ends of the flow: the source for ingress, the
 	// destination for egress. Empty: any peer.
@@ -355,8 +367,18 @@ type MongoDBMatch struct {
 type SegmentPolicyStatus struct {
 	// +optional
 	IngressRules int32 `json:"ingressRules,omitempty"`
+	// RuleCount is the number of rules, both directions.
+	// +optional
+	RuleCount int32 `json:"ruleCount,omitempty"`
 	// +optional
 	LearnedRules int32 `json:"learnedRules,omitempty"`
+	// Proxies counts the connected proxies of the segment (in a cluster).
+	// +optional
+	Proxies int32 `json:"proxies,omitempty"`
+	// ProxiesCurrent counts those of Proxies that acknowledged the
+	// current revision of the segment's compiled policy.
+	// +optional
+	ProxiesCurrent int32 `json:"proxiesCurrent,omitempty"`
 	// Violations counts the messages no rule allowed.
 	// +optional
 	Violations int64 `json:"violations,omitempty"`

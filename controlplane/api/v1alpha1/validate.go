@@ -12,7 +12,7 @@ import (
 
 // KnownProtocols lists the protocol names a PortProtocol may carry. The data
 // plane's protocols/all must cover every name here but "tcp".
-var KnownProtocols = []string{ProtocolTCP, ProtocolRedis, ProtocolHTTP, ProtocolTLS, ProtocolMemcached, ProtocolPostgres, ProtocolDNS, ProtocolMySQL, ProtocolKafka, ProtocolMongoDB}
+var KnownProtocols = []string{ProtocolTCP, ProtocolRedis, ProtocolHTTP, ProtocolHTTP2, ProtocolTLS, ProtocolMemcached, ProtocolPostgres, ProtocolDNS, ProtocolMySQL, ProtocolKafka, ProtocolMongoDB}
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
@@ -52,6 +52,7 @@ func (p *SegmentPolicy) Validate() error {
 		add("spec.mode", "unknown mode %q (want discover, monitor or protect)", p.Spec.Mode)
 	}
 	errs = append(errs, p.Spec.Promotion.validate()...)
+	errs = append(errs, p.Spec.Learning.validate()...)
 	if p.Spec.Selector != nil {
 		if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
 			add("spec.selector", "%v", err)
@@ -100,6 +101,7 @@ func (r *Rule) validate(egress bool) []error {
 	default:
 		add("origin", "unknown origin %q (want user or learned)", r.Origin)
 	}
+	errs = append(errs, r.LearnedFrom.validate()...)
 	for i, peer := range r.Peers {
 		path := fmt.Sprintf("peers[%d]", i)
 		switch {
