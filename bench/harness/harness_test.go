@@ -109,6 +109,9 @@ pkg: github.com/bulkhead-io/bulkhead/protocols/redis
 cpu: Some CPU @ 2.0GHz
 BenchmarkParseRequest/get         	15360519	        77.94 ns/op	 410.57 MB/s	       0 B/op	       0 allocs/op
 BenchmarkParseRequest/pipeline    	  600000	      1982 ns/op	 238.00 MB/s	       0 B/op	       0 allocs/op
+BenchmarkParseRequest/pipeline-16 	  600000	      1600 ns/op	 238.00 MB/s	       100.0 ns/msg	       0 B/op	       0 allocs/op
+BenchmarkParseReply/recorded      	   46138	      7508 ns/op	 246.53 MB/s	       312.8 ns/msg	       0 B/op	       0 allocs/op
+BenchmarkParseReply/100-answers   	   80311	      4574 ns/op	 355.95 MB/s	      4574 ns/msg	       0 B/op	       0 allocs/op
 BenchmarkDeny-2                   	 5000000	       240.0 ns/op	       0 B/op	       0 allocs/op
 PASS
 ok  	github.com/bulkhead-io/bulkhead/protocols/redis	3.1s
@@ -123,10 +126,13 @@ BenchmarkConnect 	30000000	        50 ns/op	       8 B/op	       1 allocs/op
 FAIL
 FAIL	github.com/bulkhead-io/bulkhead/dataplane/enforce	2.0s
 `
-	run := parseMicro([]byte(out))
+	run := parseMicro([]byte(out), 2)
 	want := []MicroResult{
 		{Package: "protocols/redis", Name: "ParseRequest/get", NsPerOp: 77.94, MBPerSec: 410.57, PerMessage: true},
 		{Package: "protocols/redis", Name: "ParseRequest/pipeline", NsPerOp: 1982, MBPerSec: 238}, // many messages per op
+		{Package: "protocols/redis", Name: "ParseRequest/pipeline-16", NsPerOp: 1600, NsPerMsg: 100, MBPerSec: 238, PerMessage: true},
+		{Package: "protocols/redis", Name: "ParseReply/recorded", NsPerOp: 7508, NsPerMsg: 312.8, MBPerSec: 246.53, PerMessage: true},
+		{Package: "protocols/redis", Name: "ParseReply/100-answers", NsPerOp: 4574, NsPerMsg: 4574, MBPerSec: 355.95}, // untypical
 		{Package: "protocols/redis", Name: "Deny", NsPerOp: 240},
 		{Package: "dataplane/enforce", Name: "Message/allowed", NsPerOp: 41.5, PerMessage: true},
 		{Package: "dataplane/enforce", Name: "Connect", NsPerOp: 50, BytesPerOp: 8, AllocsPerOp: 1},
@@ -254,6 +260,8 @@ func TestMarkdownAndTargets(t *testing.T) {
 	rep.Micro = &MicroRun{Command: "go test", Results: []MicroResult{
 		{Package: "protocols/redis", Name: "ParseRequest/get", NsPerOp: 80, PerMessage: true},
 		{Package: "dataplane/enforce", Name: "Message/allowed", NsPerOp: 140, PerMessage: true},
+		{Package: "protocols/redis", Name: "ParseRequest/pipeline-16", NsPerOp: 1440, NsPerMsg: 90, PerMessage: true},
+		{Package: "protocols/dns", Name: "ParseReply/recorded", NsPerOp: 2400, NsPerMsg: 120, PerMessage: true},
 	}}
 	got := map[string]string{}
 	for _, tg := range rep.Targets() {
@@ -268,7 +276,7 @@ func TestMarkdownAndTargets(t *testing.T) {
 		"TCP bulk through an L4 rule: ≥ 0.9 × HAProxy":                "0.95 × → yes",
 		"Memory: ≤ 20 MB resident at start":                           "10.0 MiB → yes",
 		"Memory: ≤ 16 KB per idle connection":                         "10.2 KiB → yes",
-		"Parsers and verdict: ≤ 100 ns per message, 0 allocs/op":      "1 of 2 within; over: dataplane/enforce Message/allowed 140 ns, 0 allocs → no",
+		"Parsers and verdict: ≤ 100 ns per message, 0 allocs/op":      "2 of 4 within; over: dataplane/enforce Message/allowed 140 ns, 0 allocs; protocols/dns ParseReply/recorded 120 ns, 0 allocs → no",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("targets (-want +got):\n%s", diff)
@@ -280,7 +288,8 @@ func TestMarkdownAndTargets(t *testing.T) {
 		"| TCP bulk, L4 rule (iperf3) | HAProxy | 10.0 Gbit/s | 1.000 ms | 2.000 ms | 0.200 s/GB | 20.0 MiB |  |  |",
 		"| Bulkhead | 10.0 MiB | 20.0 MiB | 10.2 KiB |",
 		"| per connection | 10.2 KiB | 4.1 KiB | 8.2 KiB | 2.0 |",
-		"| dataplane/enforce | Message/allowed | 140.0 | — | 0 | 0 | ✗ |",
+		"| dataplane/enforce | Message/allowed | 140.0 | — | — | 0 | 0 | ✗ |",
+		"| protocols/redis | ParseRequest/pipeline-16 | 1440.0 | 90.0 | — | 0 | 0 | ✓ |",
 		"## HTTP/1.1\n\nNot run.",
 		"Bulkhead ÷ HAProxy: redis GET -P 1 1.00 ×; redis GET -P 16 1.00 ×; TCP bulk, L4 rule (iperf3) 1.00 ×.",
 	} {

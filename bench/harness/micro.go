@@ -18,15 +18,28 @@ type MicroResult struct {
 	Package string
 	// Name is the benchmark's name without "Benchmark" and without the
 	// GOMAXPROCS suffix ("ParseRequest/get").
-	Name        string
-	NsPerOp     float64
+	Name    string
+	NsPerOp float64
+	// NsPerMsg is the benchmark's own "ns/msg" metric, the time per
+	// message of a benchmark whose operation parses several (a recorded
+	// session, a pipeline, a transaction); 0: not reported.
+	NsPerMsg    float64
 	MBPerSec    float64 // 0: not reported (no b.SetBytes)
 	BytesPerOp  float64
 	AllocsPerOp float64
 	// PerMessage marks the benchmarks the parser-and-verdict target applies
 	// to: a parser's ParseRequest/ParseReply and the engine's message
-	// verdicts.
+	// verdicts, judged by Ns.
 	PerMessage bool
+}
+
+// Ns is the time per message the target judges: NsPerMsg where the
+// benchmark reports it, else NsPerOp.
+func (r MicroResult) Ns() float64 {
+	if r.NsPerMsg > 0 {
+		return r.NsPerMsg
+	}
+	return r.NsPerOp
 }
 
 // MicroRun is the outcome of `go test -bench` over some packages.
@@ -49,7 +62,7 @@ func runMicro(ctx context.Context, dir string, pkgs []string, benchtime string, 
 	cmd := exec.CommandContext(ctx, "nice", append([]string{"-n", strconv.Itoa(nice), "go"}, args...)...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
-	run := parseMicro(out)
+	run := parseMicro(out, 1)
 	run.Command = "go " + strings.Join(args, " ")
 	if err != nil && len(run.Failures) == 0 {
 		// Not a package failure we could see: the go command itself.
@@ -59,7 +72,7 @@ func runMicro(ctx context.Context, dir string, pkgs []string, benchtime string, 
 }
 
 // benchLine is "BenchmarkName/sub-2   1000   123 ns/op   45 MB/s ...".
-var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+var benchLine = regexp.MustCompile(`^Benchmark(\S+)\s+\d+\s+(.*)$`)
 
 // failure describes a failure line of go test's output, or returns "":
 // "FAIL\t<pkg> [build failed]", "FAIL\t<pkg>\t0.1s", "--- FAIL: BenchmarkX".
@@ -82,9 +95,15 @@ func failure(line, pkg string) string {
 	return p + ": failed"
 }
 
-// parseMicro reads the output of `go test -bench -benchmem` over several
-// packages.
-func parseMicro(out []byte) *MicroRun {
+// parseMicro reads the output of `go test -bench -benchmem -cpu <cpu>`
+// over several packages. go test appends "-<cpu>" to the names unless cpu
+// is 1; only that suffix is trimmed, so "pipeline-16" at -cpu 1 keeps its
+// name.
+func parseMicro(out []byte, cpu int) *MicroRun {
+	suffix := ""
+	if cpu != 1 {
+		suffix = "-" + strconv.Itoa(cpu)
+	}
 	run := &MicroRun{}
 	pkg := ""
 	seen := map[string]bool{}
@@ -107,7 +126,11 @@ func parseMicro(out []byte) *MicroRun {
 		if m == nil {
 			continue
 		}
-		r := MicroResult{Package: pkg, Name: m[1]}
+		name := m[1]
+		if suffix != "" {
+			name = strings.TrimSuffix(name, suffix)
+		}
+		r := MicroResult{Package: pkg, Name: name}
 		f := strings.Fields(m[2])
 		for i := 0; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
@@ -117,6 +140,8 @@ func parseMicro(out []byte) *MicroRun {
 			switch f[i+1] {
 			case "ns/op":
 				r.NsPerOp = v
+			case "ns/msg":
+				r.NsPerMsg = v
 			case "MB/s":
 				r.MBPerSec = v
 			case "B/op":
@@ -125,25 +150,32 @@ func parseMicro(out []byte) *MicroRun {
 				r.AllocsPerOp = v
 			}
 		}
-		r.PerMessage = perMessage(r.Package, r.Name)
+		r.PerMessage = perMessage(r.Package, r.Name, r.NsPerMsg > 0)
 		run.Results = append(run.Results, r)
 	}
 	return run
 }
 
 // multiMessage matches sub-benchmarks that parse many messages per
-// operation (pipelines, recorded sessions, streams, batches, many answers
-// or rows, input cut into tiny reads): the per-message target does not
-// apply to their ns/op.
-var multiMessage = regexp.MustCompile(`pipeline|recorded|stream|batch|reads|one-byte|records|nginx|\d+-(answers|rows|keys)`)
+// operation (pipelines, recorded sessions, streams, batches): their ns/op
+// is not per message, so the target applies only where they report
+// ns/msg.
+var multiMessage = regexp.MustCompile(`pipeline|recorded|recording|stream|batch|records|nginx|\btx\b`)
+
+// untypical matches sub-benchmarks whose messages are not what a client
+// typically sends (input cut into tiny reads, one message of many answers,
+// rows or keys, a megabyte row): they measure limits, not the typical
+// message, and are listed unjudged.
+var untypical = regexp.MustCompile(`reads|one-byte|\d+-(answers|rows|keys)|big-row`)
 
 // perMessage says whether the parser-and-verdict target (≤ 100 ns per
 // typical message, 0 allocs) applies to a benchmark: a parser's
-// ParseRequest/ParseReply or the engine's message verdicts, on one message
-// per operation.
-func perMessage(pkg, name string) bool {
+// ParseRequest/ParseReply or the engine's message verdicts, on typical
+// messages, timed per message (one message per operation, or ns/msg
+// reported by the benchmark: hasPerMsg).
+func perMessage(pkg, name string, hasPerMsg bool) bool {
 	top, _, _ := strings.Cut(name, "/")
-	if multiMessage.MatchString(name) {
+	if untypical.MatchString(name) || !hasPerMsg && multiMessage.MatchString(name) {
 		return false
 	}
 	switch {

@@ -206,8 +206,17 @@ func (p *Parser) parse(dir l7.Dir, msg []byte, f *l7.Frame, stream bool) error {
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 
-// parseQuery checks a whole query and fills the request frame.
+// parseQuery checks a whole query and fills the request frame: through
+// fastQuery for the common shape, else through dnsmessage.
 func (p *Parser) parseQuery(msg []byte, f *l7.Frame) error {
+	if p.fastQuery(msg, f) {
+		return nil
+	}
+	return p.slowQuery(msg, f)
+}
+
+// slowQuery is parseQuery through dnsmessage, for any query.
+func (p *Parser) slowQuery(msg []byte, f *l7.Frame) error {
 	h, err := p.msg.Start(msg)
 	if err != nil {
 		return errShort
@@ -234,23 +243,8 @@ func (p *Parser) parseQuery(msg []byte, f *l7.Frame) error {
 	if err != nil {
 		return err
 	}
-
-	f.Reset(l7.DirRequest)
-	var v []byte
-	if h.OpCode == 0 {
-		v = appendName(p.verb[:0], typeName(uint16(q.Type)), "TYPE", uint64(q.Type))
-	} else {
-		v = appendName(p.verb[:0], opcodeName(uint8(h.OpCode)), "OPCODE", uint64(h.OpCode))
-	}
-	f.Verb = v[:len(v):len(v)]
-	if n := lowerName(p.name[:], &q.Name); n > 0 {
-		f.Resource = p.name[:n:n]
-	}
-	if q.Class != dnsmessage.ClassINET {
-		a := appendName(p.aux[:0], className(uint16(q.Class)), "CLASS", uint64(q.Class))
-		f.Aux = a[:len(a):len(a)]
-	}
-	f.Args = Query{
+	n := lowerName(p.name[:], &q.Name)
+	p.fillQuery(f, Query{
 		ID:     h.ID,
 		OpCode: uint8(h.OpCode),
 		RD:     h.RecursionDesired,
@@ -259,11 +253,32 @@ func (p *Parser) parseQuery(msg []byte, f *l7.Frame) error {
 		Class:  uint16(q.Class),
 		EDNS:   edns,
 		DO:     do,
-	}.Args()
+	}, n)
+	return nil
+}
+
+// fillQuery fills the request frame of query q whose name, without its
+// final dot and lower-cased, is p.name[:n].
+func (p *Parser) fillQuery(f *l7.Frame, q Query, n int) {
+	f.Reset(l7.DirRequest)
+	var v []byte
+	if q.OpCode == 0 {
+		v = appendName(p.verb[:0], typeName(q.Type), "TYPE", uint64(q.Type))
+	} else {
+		v = appendName(p.verb[:0], opcodeName(q.OpCode), "OPCODE", uint64(q.OpCode))
+	}
+	f.Verb = v[:len(v):len(v)]
+	if n > 0 {
+		f.Resource = p.name[:n:n]
+	}
+	if q.Class != uint16(dnsmessage.ClassINET) {
+		a := appendName(p.aux[:0], className(q.Class), "CLASS", uint64(q.Class))
+		f.Aux = a[:len(a):len(a)]
+	}
+	f.Args = q.Args()
 	// DNS clients pair responses with queries by ID, and servers may
 	// answer pipelined queries out of order (RFC 7766 6.2.1.1).
 	f.Unordered = true
-	return nil
 }
 
 // additionals walks the additional section: whether it holds an OPT

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -288,6 +289,25 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 func scanHead(data []byte, h *headScan, request bool) (end, more int, err error) {
 	i := h.pos
 	for i < len(data) {
+		// Fast path: skip the bytes that need no more than a table check;
+		// the byte it stops at (CR, LF, a bad byte, a limit) goes through
+		// the checks below in their order.
+		ok, lim, high := &headerByte, min(len(data), MaxHead), uint64(0)
+		if h.lines == 0 {
+			if request {
+				ok, high = &requestLineByte, 0x8080808080808080
+			}
+			lim = min(lim, h.lineStart+MaxStartLine)
+		}
+		for i+8 <= lim && !special8(binary.LittleEndian.Uint64(data[i:]), high) {
+			i += 8
+		}
+		for i < lim && ok[data[i]] {
+			i++
+		}
+		if i >= len(data) {
+			break
+		}
 		c := data[i]
 		if c == '\r' {
 			if i+2 > MaxHead {
@@ -344,6 +364,36 @@ func scanHead(data []byte, h *headScan, request bool) (end, more int, err error)
 	return 0, 4, nil // CRLF, and the empty line
 }
 
+// special8 reports whether any of the 8 bytes of x may need more than the
+// table check of scanHead: a control byte (below 0x20: CR, LF, HTAB…),
+// DEL, or, where high is 0x8080808080808080, a byte above 0x7f. It may
+// report bytes that pass (HTAB), never miss one that does not.
+func special8(x, high uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (x - ones*0x20) &^ x & highs // some byte < 0x20
+	d := x ^ (ones * 0x7f)
+	del := (d - ones) &^ d & highs // some byte == 0x7f
+	return below|del|x&high != 0
+}
+
+// headerByte marks the bytes a header line (or a response's status line)
+// may hold: HTAB and printable bytes but DEL; not CR or LF.
+var headerByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '\t' || c >= 0x20 && c != 0x7f
+	}
+	return t
+}()
+
+// requestLineByte marks the bytes a request line may hold: SP and
+// printable ASCII.
+var requestLineByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == ' ' || 0x21 <= c && c <= 0x7e
+	}
+	return t
+}()
+
 // lines iterates over the header lines of a complete, scanned head (after
 // its start line): next returns the next line without its CRLF.
 type lines struct {
@@ -368,8 +418,13 @@ func field(line []byte) (name, value []byte, err error) {
 	if line[0] == ' ' || line[0] == '\t' {
 		return nil, nil, errObsFold
 	}
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 || !isToken(line[:colon]) {
+	// The name is a token ended by the colon: one pass finds and checks
+	// it (':' is no token byte).
+	colon := 0
+	for colon < len(line) && tokenChars[line[colon]] {
+		colon++
+	}
+	if colon == 0 || colon == len(line) || line[colon] != ':' {
 		return nil, nil, errHeader
 	}
 	v := line[colon+1:]

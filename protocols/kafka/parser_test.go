@@ -960,9 +960,14 @@ func benchStream(b *testing.B, p *Parser, dir l7.Dir, data []byte, frames int, p
 	var f l7.Frame
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
+	primed := 0 // request frames parsed before the replies, per op
 	for b.Loop() {
+		primed = 0
 		for rest := prime; len(rest) > 0; {
-			_, n, _ := p.Parse(l7.DirRequest, rest, &f)
+			op, n, _ := p.Parse(l7.DirRequest, rest, &f)
+			if op == l7.OpFrame {
+				primed++
+			}
 			rest = rest[n:]
 		}
 		got := 0
@@ -980,7 +985,9 @@ func benchStream(b *testing.B, p *Parser, dir l7.Dir, data []byte, frames int, p
 			b.Fatalf("%d frames, want %d", got, frames)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/message")
+	// Every message parsed counts: the requests that prime the replies
+	// too, since their time is in the op.
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*(frames+primed)), "ns/msg")
 }
 
 func BenchmarkParseRequest(b *testing.B) {

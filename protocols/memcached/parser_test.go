@@ -1336,6 +1336,7 @@ func benchStream(b *testing.B, dir l7.Dir, data []byte, frames int) {
 			b.Fatalf("%d frames, want %d", got, frames)
 		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*frames), "ns/msg")
 }
 
 func BenchmarkParseRequest(b *testing.B) {

@@ -686,7 +686,7 @@ func benchStream(b *testing.B, dir l7.Dir, data []byte) {
 			rest = rest[n:]
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(frames, 1)), "ns/frame")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(frames, 1)), "ns/msg")
 }
 
 func BenchmarkParseRequest(b *testing.B) {

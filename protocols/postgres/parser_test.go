@@ -1219,7 +1219,7 @@ func benchStream(b *testing.B, p *Parser, dir l7.Dir, data []byte) {
 		}
 	}
 	if frames > 0 {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/frame")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/msg")
 	}
 }
 

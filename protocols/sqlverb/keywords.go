@@ -145,52 +145,68 @@ var kwNames = [kwCount]string{
 // maxKeyword is the length of the longest keyword.
 const maxKeyword = 13
 
-// keyword returns the keyword w spells in any case, or kwNone.
+// keyword returns the keyword w spells in any case, or kwNone. It looks
+// only at the few keywords of w's length and first letter (kwBuckets), so
+// a word that is no keyword, the common case, usually costs one table
+// read.
 func keyword(w []byte) kw {
 	if len(w) < 2 || len(w) > maxKeyword {
 		return kwNone
 	}
-	var buf [maxKeyword]byte
-	for i, c := range w {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		buf[i] = c
+	c := upper[w[0]]
+	if c < 'A' || c > 'Z' {
+		return kwNone
 	}
-	u := buf[:len(w)]
-	lo, hi := 1, int(kwCount)-1
-	for lo <= hi {
-		m := int(uint(lo+hi) >> 1)
-		switch c := compare(u, kwNames[m]); {
-		case c == 0:
-			return kw(m)
-		case c < 0:
-			hi = m - 1
-		default:
-			lo = m + 1
+	for _, k := range &kwBuckets[len(w)][c-'A'] {
+		if k == kwNone || equalFold(w, kwNames[k]) {
+			return k
 		}
 	}
 	return kwNone
 }
 
-func compare(a []byte, b string) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
+// equalFold reports whether w, in any case, spells the upper-case
+// keyword name of the same length.
+func equalFold(w []byte, name string) bool {
+	for i := 1; i < len(w); i++ {
+		if upper[w[i]] != name[i] {
+			return false
 		}
 	}
-	switch {
-	case len(a) < len(b):
-		return -1
-	case len(a) > len(b):
-		return 1
-	}
-	return 0
+	return true
 }
+
+// upper maps a byte to its ASCII upper case; other bytes map to themselves.
+var upper = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'a' <= i && i <= 'z' {
+			t[i] = byte(i) - ('a' - 'A')
+		}
+	}
+	return t
+}()
+
+// kwBucket lists the keywords of one length and first letter, ended by
+// kwNone when fewer than its size (at most 4 share both today).
+type kwBucket [4]kw
+
+// kwBuckets indexes kwNames by length and first letter. A keyword that
+// did not fit its bucket would never be found; TestKeyword checks that
+// every keyword is.
+var kwBuckets = func() (t [maxKeyword + 1][26]kwBucket) {
+	for k := kw(1); k < kwCount; k++ {
+		n := kwNames[k]
+		b := &t[len(n)][n[0]-'A']
+		for i := range b {
+			if b[i] == kwNone {
+				b[i] = k
+				break
+			}
+		}
+	}
+	return t
+}()
 
 // isStmtKeyword: a keyword that starts a query where a parenthesis opens
 // (a subquery, a CTE body, a derived table).

@@ -283,9 +283,19 @@ func (sc *scanner) run(text []byte, d Dialect, bs, ansi, wide bool, out *Stateme
 // a backslash or a backtick: in those character sets the pair is one
 // character, in UTF-8 and Latin-1 the second byte escapes or quotes.
 func multibyteHazard(text []byte) bool {
-	for i := 0; i+1 < len(text); i++ {
-		if c := text[i]; c >= 0x81 && c <= 0xfe && (text[i+1] == '\\' || text[i+1] == '`') {
-			return true
+	// Find each backslash and backtick (rare in most queries) rather than
+	// test every byte.
+	for _, b := range [2]byte{'\\', '`'} {
+		for i := 1; i < len(text); {
+			j := bytes.IndexByte(text[i:], b)
+			if j < 0 {
+				break
+			}
+			i += j
+			if c := text[i-1]; c >= 0x81 && c <= 0xfe {
+				return true
+			}
+			i++
 		}
 	}
 	return false
@@ -811,7 +821,7 @@ func (sc *scanner) expectWord(L *level, t token, k kw, prevKw kw) bool {
 		L.mods &^= mOJ
 		return true
 	}
-	if t.digit && (!my || allDigits(sc.s[t.start:t.end])) {
+	if t.digit(sc.s) && (!my || allDigits(sc.s[t.start:t.end])) {
 		L.tm = tmNone // a number
 		return true
 	}

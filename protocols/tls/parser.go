@@ -333,6 +333,75 @@ func (p *Parser) hello(data []byte, f *l7.Frame) (l7.Op, int, error) {
 //	legacy_version(2) random(32) session_id<0..32> cipher_suites<2..2^16-2>
 //	compression_methods<1..2^8-1> [extensions<0..2^16-1>]
 func (p *Parser) decode(c *cursor, h *fields) error {
+	if c.left >= c.rem {
+		// The whole hello is in the current record (the common case):
+		// read up to the extensions in place.
+		if err := decodeHead(c.data[c.off:c.off+c.rem], c, h); err != nil {
+			return err
+		}
+	} else if err := decodeHeadSplit(c, h); err != nil {
+		return err
+	}
+	if c.rem == 0 {
+		return nil // no extensions (TLS 1.2 and earlier allow it)
+	}
+	el, ok := c.u16()
+	if !ok || el != c.rem {
+		return errExtensions
+	}
+	return p.extensions(c, h)
+}
+
+// decodeHead reads the ClientHello up to its extensions from b, the rest
+// of the hello, all in the current record of c, and advances c past what
+// it read; decodeHeadSplit does the same through c when the hello spans
+// records. Both give the same errors in the same order.
+func decodeHead(b []byte, c *cursor, h *fields) error {
+	v := int(b[0])<<8 | int(b[1]) // the framing guarantees minHelloBody bytes
+	if v>>8 != 3 {
+		return errLegacyVersion
+	}
+	h.version = v
+	i := 2 + 32 // random
+	sid := int(b[i])
+	i++
+	if sid > MaxSessionID {
+		return errSessionID
+	}
+	if sid > len(b)-i {
+		return errTruncated
+	}
+	i += sid
+	if len(b)-i < 2 {
+		return errTruncated
+	}
+	cs := int(b[i])<<8 | int(b[i+1])
+	i += 2
+	if cs == 0 || cs%2 != 0 {
+		return errCipherSuites
+	}
+	if cs > len(b)-i {
+		return errTruncated
+	}
+	i += cs
+	if len(b)-i < 1 {
+		return errTruncated
+	}
+	cm := int(b[i])
+	i++
+	if cm == 0 {
+		return errCompression
+	}
+	if cm > len(b)-i {
+		return errTruncated
+	}
+	i += cm
+	c.off, c.left, c.rem = c.off+i, c.left-i, c.rem-i
+	return nil
+}
+
+// decodeHeadSplit is decodeHead through the cursor.
+func decodeHeadSplit(c *cursor, h *fields) error {
 	v, _ := c.u16() // the framing guarantees minHelloBody bytes
 	if v>>8 != 3 {
 		return errLegacyVersion
@@ -366,18 +435,30 @@ func (p *Parser) decode(c *cursor, h *fields) error {
 	if !c.skip(cm) {
 		return errTruncated
 	}
-	if c.rem == 0 {
-		return nil // no extensions (TLS 1.2 and earlier allow it)
-	}
-	el, ok := c.u16()
-	if !ok || el != c.rem {
-		return errExtensions
-	}
+	return nil
+}
+
+// extensions reads the extensions, the rest of the hello.
+func (p *Parser) extensions(c *cursor, h *fields) error {
 	var seenSNI, seenALPN bool
 	for c.rem > 0 {
-		typ, ok1 := c.u16()
-		l, ok2 := c.u16()
-		if !ok1 || !ok2 || l > c.rem {
+		var typ, l int
+		if c.rem >= 4 && c.left >= c.rem {
+			// The rest is in the current record (the common case): read
+			// the extension header in place rather than through two u16
+			// calls.
+			b := c.data[c.off : c.off+4]
+			typ, l = int(b[0])<<8|int(b[1]), int(b[2])<<8|int(b[3])
+			c.off, c.left, c.rem = c.off+4, c.left-4, c.rem-4
+		} else {
+			t, ok1 := c.u16()
+			n, ok2 := c.u16()
+			if !ok1 || !ok2 {
+				return errExtensions
+			}
+			typ, l = t, n
+		}
+		if l > c.rem {
 			return errExtensions
 		}
 		switch typ {
@@ -404,7 +485,11 @@ func (p *Parser) decode(c *cursor, h *fields) error {
 		default:
 			// GREASE, key shares, padding, ECH and the rest carry
 			// nothing to judge.
-			c.skip(l)
+			if l <= c.left {
+				c.off, c.left, c.rem = c.off+l, c.left-l, c.rem-l
+			} else {
+				c.skip(l)
+			}
 		}
 	}
 	return nil
