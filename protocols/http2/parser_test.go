@@ -737,3 +737,48 @@ func restart(p *Parser) {
 	p.req.maxFrame, p.rep.maxFrame = defaultFrameSize, defaultFrameSize
 	p.hd.reset()
 }
+
+// TestUpgradeRequestSideFirst: once the 101 is framed, the request side
+// must find the connection switched to HTTP/2 even when it asks before the
+// reply side's next call (each direction has its own goroutine in the
+// proxy). It once got the http1 parser's OpPass instead, and the proxy
+// forwarded the rest of the connection unjudged.
+func TestUpgradeRequestSideFirst(t *testing.T) {
+	c := readConn(t, "curl-7.88-upgrade")
+	pre := bytes.Index(c.req, []byte(preface))
+	if pre < 0 {
+		t.Fatal("no client preface in the recording")
+	}
+	p := NewParser()
+	var f l7.Frame
+	for off := 0; off < pre; {
+		op, n, err := p.Parse(l7.DirRequest, c.req[off:pre], &f)
+		if err != nil || (op != l7.OpFrame && op != l7.OpSkip) || n <= 0 {
+			t.Fatalf("HTTP/1.1 request at %d: %v %d %v", off, op, n, err)
+		}
+		off += n
+	}
+	op, n, err := p.Parse(l7.DirReply, c.rep, &f)
+	if err != nil || op != l7.OpFrame || !bytes.HasPrefix(c.rep[:n], []byte("HTTP/1.1 101 ")) {
+		t.Fatalf("the 101: %v %d %v", op, n, err)
+	}
+	// The request side asks first: the preface, then stream 3's request.
+	rest := c.req[pre:]
+	op, n, err = p.Parse(l7.DirRequest, rest, &f)
+	if err != nil || op != l7.OpSkip || n != len(preface) {
+		t.Fatalf("after the 101, the request side got %v %d %v; want the preface skipped", op, n, err)
+	}
+	for rest = rest[n:]; len(rest) > 0; rest = rest[n:] {
+		op, n, err = p.Parse(l7.DirRequest, rest, &f)
+		if err != nil || op == l7.OpPass || op == l7.OpMore {
+			t.Fatalf("HTTP/2 request side: %v %d %v", op, n, err)
+		}
+		if op == l7.OpFrame {
+			if string(f.Resource) != "/public/c" {
+				t.Errorf("first HTTP/2 request %q, want /public/c", f.Resource)
+			}
+			return
+		}
+	}
+	t.Fatal("no HTTP/2 request framed after the upgrade")
+}

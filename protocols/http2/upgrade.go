@@ -61,11 +61,24 @@ func (p *Parser) h1Reply(data []byte, f *l7.Frame) (l7.Op, int, error) {
 		p.repH2 = true
 		return p.Parse(l7.DirReply, data, f)
 	case l7.OpFrame:
+		if p.h2c && is101(data[:n]) {
+			// The server switched: from now on the http1 parser answers
+			// OpPass in both directions, and the request side (which may
+			// ask before this side's next call) must find the reply
+			// side switched already, or it would take the OpPass for
+			// "forward the rest unparsed".
+			p.repH2 = true
+		}
 		if !f.Partial && p.h1Open > 0 {
 			p.h1Open--
 		}
 	}
 	return op, n, nil
+}
+
+// is101 reports whether a response head's status is 101.
+func is101(head []byte) bool {
+	return len(head) >= 12 && bytes.HasPrefix(head, []byte("HTTP/1.")) && head[8] == ' ' && string(head[9:12]) == "101"
 }
 
 // Denied tells the parser that the proxy answered request frame f itself
