@@ -40,18 +40,21 @@ type Record struct {
 	// Resource, Aux and MoreResources are the L7 detail beyond the verb
 	// (path, table, topic, name…; host, database, client id…; the further
 	// resources of a message), see docs/contracts.md, "L7 frames".
-	Resource      string    `json:"resource"`
-	Aux           string    `json:"aux"`
-	MoreResources []string  `json:"moreResources,omitempty"`
-	Verdict       string    `json:"verdict"` // "allow", "violation", "deny"
-	Mode          string    `json:"mode"`    // "discover", "monitor", "protect"
-	Rule          string    `json:"rule"`
-	Reason        string    `json:"reason"`
-	Count         uint64    `json:"count"`
-	Bytes         uint64    `json:"bytes"`
-	FirstSeen     time.Time `json:"firstSeen"`
-	LastSeen      time.Time `json:"lastSeen"`
-	Node          string    `json:"node"`
+	Resource      string   `json:"resource"`
+	Aux           string   `json:"aux"`
+	MoreResources []string `json:"moreResources,omitempty"`
+	// DstName is the DNS name an egress flow's destination was resolved
+	// from (Flow.dst_name), empty when none.
+	DstName   string    `json:"dstName,omitempty"`
+	Verdict   string    `json:"verdict"` // "allow", "violation", "deny"
+	Mode      string    `json:"mode"`    // "discover", "monitor", "protect"
+	Rule      string    `json:"rule"`
+	Reason    string    `json:"reason"`
+	Count     uint64    `json:"count"`
+	Bytes     uint64    `json:"bytes"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+	Node      string    `json:"node"`
 }
 
 // clone copies r, its slice included.
@@ -106,6 +109,7 @@ type flowKey struct {
 	resource string
 	aux      string
 	more     string // MoreResources joined by NUL
+	dstName  string
 	verdict  bulkheadv1.Verdict
 	rule     string
 }
@@ -174,6 +178,7 @@ func (r *Recorder) Record(node string, flows []*bulkheadv1.Flow) {
 			dir: f.GetDirection(), src: f.GetSrcIp(), dst: f.GetDstIp(), port: f.GetDstPort(),
 			protocol: f.GetProtocol(), verb: f.GetVerb(), sub: f.GetSub(), verdict: f.GetVerdict(), rule: f.GetRule(),
 			resource: f.GetResource(), aux: f.GetAux(), more: strings.Join(f.GetMoreResources(), "\x00"),
+			dstName: f.GetDstName(),
 		}
 		if el, ok := r.flows[k]; ok {
 			cur := &el.Value.(*entry).rec
@@ -280,6 +285,7 @@ func toRecord(node string, f *bulkheadv1.Flow, now time.Time) Record {
 		Sub:        f.GetSub(),
 		Resource:   f.GetResource(),
 		Aux:        f.GetAux(),
+		DstName:    f.GetDstName(),
 		Verdict:    verdictName(f.GetVerdict()),
 		Mode:       ModeName(f.GetMode()),
 		Rule:       f.GetRule(),

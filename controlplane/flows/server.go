@@ -375,5 +375,5 @@ func validFlow(f *bulkheadv1.Flow) error {
 			return fmt.Errorf("more_resources entry of %d bytes, at most %d", len(r), maxResource)
 		}
 	}
-	return nil
+	return validDstName(f)
 }

@@ -110,11 +110,17 @@ type Record struct {
 // IsViolation reports whether the record is a violation or a denial.
 func (r *Record) IsViolation() bool { return r.Verdict == "violation" || r.Verdict == "deny" }
 
-// key is what records aggregate by; its hash is the Record's ID.
+// key is what records aggregate by; its hash is the Record's ID. The
+// destination name is appended only when set, so that the IDs of records
+// without one stay what they were before names were reported.
 func (r *Record) key() string {
-	return strings.Join([]string{r.Direction, r.SrcIP, r.DstIP, fmt.Sprint(r.DstPort), r.Protocol,
+	k := strings.Join([]string{r.Direction, r.SrcIP, r.DstIP, fmt.Sprint(r.DstPort), r.Protocol,
 		r.Verb, r.Sub, r.Resource, r.Aux, strings.Join(r.MoreResources, "\x01"),
 		r.Verdict, r.Rule, r.Reason, fmt.Sprint(r.Connection)}, "\x00")
+	if r.DstName != "" {
+		k += "\x00name\x00" + r.DstName
+	}
+	return k
 }
 
 func idOf(key string) string {
@@ -146,6 +152,7 @@ func FromFlow(node string, f *bulkheadv1.Flow, now time.Time) Record {
 	r.DstPort, r.Protocol = f.GetDstPort(), f.GetProtocol()
 	r.Verb, r.Sub, r.Resource, r.Aux = f.GetVerb(), f.GetSub(), f.GetResource(), f.GetAux()
 	r.MoreResources = slices.Clone(f.GetMoreResources())
+	r.DstName = f.GetDstName()
 	r.Verdict = verdictName(f.GetVerdict())
 	r.Mode = flows.ModeName(f.GetMode())
 	r.Rule, r.Reason = f.GetRule(), f.GetReason()

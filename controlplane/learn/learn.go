@@ -4,8 +4,10 @@
 // An ingress flow becomes a rule of the destination segment's policy, an
 // egress flow a rule of the source segment's; either only while that segment
 // is in discover mode, both as the proxy judged it (Flow.Mode) and as the
-// store says now. A rule allows one peer (a segment, or an unknown address as
-// a /32 or /128 CIDR) on one port and protocol, with the typed matcher of its
+// store says now. A rule allows one peer (a segment; for an egress flow to an
+// address that is no workload, the DNS name the workload resolved it from,
+// Flow.dst_name, as an FQDN peer; else an unknown address as a /32 or /128
+// CIDR) on one port and protocol, with the typed matcher of its
 // protocol built from the flow's verb, resources and aux (see
 // docs/contracts.md, "L7 frames, per protocol"):
 //
@@ -285,6 +287,9 @@ func (l *Learner) learnableRule(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, str
 			peerName += "." + pns
 		}
 		r.Peers = []v1alpha1.Peer{p}
+	} else if peer, name, ok := fqdnPeer(f); ok {
+		r.Peers = []v1alpha1.Peer{peer}
+		peerName = name
 	} else {
 		ip, err := netip.ParseAddr(peerIP)
 		if err != nil || ip.Zone() != "" {
@@ -314,6 +319,9 @@ func (l *Learner) learnableRule(f *bulkheadv1.Flow) (target, *v1alpha1.Rule, str
 	// One bad flow (an odd command, a peer name no rule can carry) must not
 	// spoil the batch it came in: check the rule alone.
 	check := v1alpha1.SegmentPolicy{Spec: v1alpha1.SegmentPolicySpec{Ingress: []v1alpha1.Rule{*r}}}
+	if tg.dir == store.Egress {
+		check.Spec.Ingress, check.Spec.Egress = nil, check.Spec.Ingress
+	}
 	check.Name, check.Namespace = tg.name, tg.ns
 	if err := check.Validate(); err != nil {
 		l.log.Debug("learn: flow teaches no valid rule", "rule", r.Name, "err", err)

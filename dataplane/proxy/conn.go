@@ -64,6 +64,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) (*session
 		s.conn = pol.OutboundNamed(dst.Addr(), dst.Port(), p.cfg.Names)
 		s.declared = pol.EgressProtocol(dst.Port())
 		s.learnNames = p.cfg.Names != nil && slices.Contains(p.cfg.NameServers, dst.Addr())
+		s.nameDst(p.cfg.Names)
 	} else {
 		s.conn = pol.Inbound(src.Addr(), dst.Port())
 		s.declared = pol.Protocol(dst.Port())

@@ -547,14 +547,15 @@ func TestOutboundProxy(t *testing.T) {
 		conn    bool
 		verdict bulkheadv1.Verdict
 		rule    string
+		name    string // dst_name: the name the address was resolved from
 	}{
-		{allowedIP, true, bulkheadv1.Verdict_VERDICT_ALLOW, "demo/app/https"},
-		{blockedIP, true, bulkheadv1.Verdict_VERDICT_DENY, ""},
+		{allowedIP, true, bulkheadv1.Verdict_VERDICT_ALLOW, "demo/app/https", "allowed.test"},
+		{blockedIP, true, bulkheadv1.Verdict_VERDICT_DENY, "", ""},
 	} {
 		f := findFlow(flows, func(f *bulkheadv1.Flow) bool {
 			return f.GetDstIp() == want.dst.String() && f.GetConnection() == want.conn && f.GetVerdict() == want.verdict
 		})
-		if f == nil || f.GetDirection() != bulkheadv1.Direction_DIRECTION_EGRESS || f.GetSrcIp() != "127.0.0.1" || f.GetDstPort() != 443 || f.GetRule() != want.rule {
+		if f == nil || f.GetDirection() != bulkheadv1.Direction_DIRECTION_EGRESS || f.GetSrcIp() != "127.0.0.1" || f.GetDstPort() != 443 || f.GetRule() != want.rule || f.GetDstName() != want.name {
 			t.Errorf("connection flow to %v: %v:%s", want.dst, f, flowString(flows))
 		}
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
 	"github.com/bulkhead-io/bulkhead/dataplane/metrics"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
@@ -92,4 +93,25 @@ func (s *session) recordBad(reason enforce.Reason) {
 		s.key.SetVerb(nil, nil)
 		agg.AddDecision(&s.key, d, 0)
 	}
+}
+
+// nameDst sets the DNS name of the connection's destination in its flow
+// key (Flow.dst_name): looked up once per connection in the outbound
+// proxy's names table, not per message. When the address stands for
+// several live names, the smallest of the valid ones is taken, so that
+// every connection to the address reports the same name (Names.Lookup
+// gives no expiries to prefer the freshest by). It allocates nothing.
+func (s *session) nameDst(names *enforce.Names) {
+	if s.p.agg == nil || names == nil {
+		return
+	}
+	var buf [enforce.MaxNamesPerAddr]string
+	n := names.Lookup(s.dst.Addr(), buf[:])
+	best := ""
+	for _, name := range buf[:n] {
+		if bulkheadv1.ValidDstName(name) && (best == "" || name < best) {
+			best = name
+		}
+	}
+	s.key.SetDstName(best)
 }

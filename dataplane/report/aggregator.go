@@ -39,6 +39,7 @@ type stats struct {
 type detail struct {
 	resource, aux string
 	more          []string
+	dstName       string
 }
 
 // Aggregator counts flows per Key within a window; see the package
@@ -124,8 +125,9 @@ func (a *Aggregator) AddDecision(k *Key, d enforce.Decision, bytes int) {
 }
 
 // hashL7 sets k's L7 hash from its detail, with the Aggregator's seed: the
-// fields as cut, each with its length, and the cut marks. Zero when the
-// record has no detail. It allocates nothing.
+// fields as cut, each with its length, the cut marks and the destination
+// name. Zero when the record has neither detail nor name. It allocates
+// nothing.
 func (a *Aggregator) hashL7(k *Key) {
 	if !k.hasL7() {
 		k.l7h = [8]byte{}
@@ -147,6 +149,7 @@ func (a *Aggregator) hashL7(k *Key) {
 	binary.LittleEndian.PutUint32(n[:], k.cut)
 	h.Write(n[:])
 	h.WriteByte(k.nMore)
+	write(k.name[:k.nameLen])
 	sum := h.Sum64()
 	if sum == 0 {
 		sum = 1 // zero means "no detail"
@@ -180,6 +183,7 @@ func newDetail(k *Key) *detail {
 	d := &detail{
 		resource: field(k.res, k.cut&cutRes != 0, MaxResource),
 		aux:      field(k.aux, k.cut&cutAux != 0, MaxAux),
+		dstName:  string(k.name[:k.nameLen]), // valid: SetDstName checked it
 	}
 	if k.nMore > 0 || k.cut&cutList != 0 {
 		n := int(k.nMore)
@@ -265,7 +269,7 @@ func (a *Aggregator) Drain(now time.Time) (flows []*bulkheadv1.Flow, dropped uin
 			Connection: k.Connection,
 		}
 		if d := s.detail; d != nil {
-			f.Resource, f.Aux, f.MoreResources = d.resource, d.aux, d.more
+			f.Resource, f.Aux, f.MoreResources, f.DstName = d.resource, d.aux, d.more, d.dstName
 		}
 		flows = append(flows, f)
 	}
@@ -286,7 +290,8 @@ func compareDetails(a, b *detail) int {
 	case a == nil || b == nil:
 		return boolCompare(a != nil, b != nil)
 	}
-	return cmp.Or(strings.Compare(a.resource, b.resource), strings.Compare(a.aux, b.aux), slices.Compare(a.more, b.more))
+	return cmp.Or(strings.Compare(a.resource, b.resource), strings.Compare(a.aux, b.aux), slices.Compare(a.more, b.more),
+		strings.Compare(a.dstName, b.dstName))
 }
 
 // name resolves an interned id; names is append-only, so a snapshot of its

@@ -24,6 +24,13 @@
 // caller's decision: the proxy passes no Redis keys. A window holds at most
 // max keys, so its detail is bounded too (at most about 4 KiB per key).
 //
+// An egress connection's records also carry the DNS name its destination
+// address was resolved from (Key.SetDstName, Flow.dst_name), set once per
+// connection: the Key copies it into a fixed buffer of its own (253 bytes,
+// outside the map key, so that keys of unnamed flows stay small) and the
+// name joins the L7 hash, so flows that differ only by name aggregate
+// apart and adding a named record allocates nothing either.
+//
 // Every reported string is valid UTF-8 within its bound; a field cut at its
 // bound ends with Truncated ("..."), and a message naming more resources
 // than MaxMore further ones reports MaxMore-1 and Truncated as the last.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
@@ -54,6 +55,11 @@ type Key struct {
 	more     [MaxMore][]byte
 	nMore    uint8
 	cut      uint32 // cutRes, cutAux, cutMore0<<i for more[i], cutList
+
+	// The DNS name of the destination (SetDstName): per connection, not
+	// cleared by SetVerb. name[:nameLen] is used.
+	name    [bulkheadv1.MaxDstName]byte
+	nameLen uint8
 }
 
 // packed is the map key: pointer-free, no padding.
@@ -217,10 +223,49 @@ func cutBytes(b []byte, n int, cut *uint32, flag uint32) []byte {
 	return b
 }
 
-// hasL7 reports whether the record carries L7 detail.
+// hasL7 reports whether the record carries L7 detail or a destination
+// name.
 func (k *Key) hasL7() bool {
-	return len(k.res) > 0 || len(k.aux) > 0 || k.nMore > 0 || k.cut != 0
+	return len(k.res) > 0 || len(k.aux) > 0 || k.nMore > 0 || k.cut != 0 || k.nameLen > 0
 }
+
+// SetDstName sets the DNS name the destination address was resolved from
+// (Flow.dst_name), for every record of the connection that follows: SetVerb
+// and SetFrame keep it; "" clears it. Call it once per connection, not per
+// message. The name is copied into the Key's own fixed buffer, lower-cased
+// (ASCII) and without a final dot; a name that is then not valid
+// (bulkheadv1.ValidDstName: over MaxDstName bytes, a bad label) is not
+// kept, the name is cleared and SetDstName returns false. Records that
+// differ only by their name are distinct flows (the name is part of the
+// key's L7 hash). It allocates nothing.
+func (k *Key) SetDstName(name string) (ok bool) {
+	if n := len(name); n > 0 && name[n-1] == '.' {
+		name = name[:n-1]
+	}
+	k.nameLen = 0
+	if name == "" {
+		return true
+	}
+	if len(name) > len(k.name) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		k.name[i] = c
+	}
+	if !bulkheadv1.ValidDstName(k.name[:len(name)]) {
+		return false
+	}
+	k.nameLen = uint8(len(name))
+	return true
+}
+
+// DstName returns the destination's DNS name as it will be reported, ""
+// when none.
+func (k *Key) DstName() string { return string(k.name[:k.nameLen]) }
 
 // Verb returns the verb as it will be reported: valid UTF-8, at most
 // l7.MaxVerb bytes, ending with Truncated when it was cut.

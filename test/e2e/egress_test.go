@@ -260,7 +260,10 @@ func (e *egressEnv) egressRules(ctx context.Context) ([]v1alpha1.Rule, error) {
 
 // TestEgress: in discover mode, the workload's own DNS queries and
 // connections (through its sidecar's outbound capture) are learned as egress
-// rules; in protect mode, with a policy that allows asking the nameserver
+// rules — the HTTPS server it reached through allowed.test as an FQDN peer
+// of that name, not its address; in protect mode with those learned rules,
+// allowed.test is reachable by its name and refused when pinned to another
+// address; then, with a policy that allows asking the nameserver
 // about allowed.test and HTTPS to allowed.test (an FQDN peer with an SNI
 // rule), the workload reaches allowed.test, is answered REFUSED (with EDE
 // Blocked) for blocked.test, is reset when it connects to an address no
@@ -287,8 +290,11 @@ func TestEgress(t *testing.T) {
 			return r.DNS != nil && slices.Contains(r.DNS.Names, "allowed.test") && slices.Contains(r.DNS.Types, "A") &&
 				len(r.Peers) == 1 && r.Peers[0].CIDR == dns.String()+"/32"
 		},
-		"to-" + dashes(ext) + "-tls-443": func(r v1alpha1.Rule) bool {
-			return r.TLS != nil && slices.Equal(r.TLS.ServerNames, []string{"allowed.test"})
+		// ext was reached through the name app resolved: an FQDN peer,
+		// not ext's address.
+		"to-allowed-test-tls-443": func(r v1alpha1.Rule) bool {
+			return r.TLS != nil && slices.Equal(r.TLS.ServerNames, []string{"allowed.test"}) &&
+				len(r.Peers) == 1 && r.Peers[0] == v1alpha1.Peer{FQDN: "allowed.test"}
 		},
 		"to-" + dashes(other) + "-tcp-8080": func(r v1alpha1.Rule) bool { return true },
 	}
@@ -310,6 +316,12 @@ func TestEgress(t *testing.T) {
 	if err != nil {
 		t.Fatalf("discover: egress rules not learned: %v\nhave %+v", err, learned)
 	}
+	for _, r := range learned {
+		if slices.ContainsFunc(r.Peers, func(p v1alpha1.Peer) bool { return p.CIDR == ext.String()+"/32" }) {
+			t.Errorf("discover: a rule names ext by its address, not by the name app resolved: %+v", r)
+		}
+	}
+	e.protectLearned(t, ctx)
 
 	// Protect, with the operator's policy: names instead of addresses.
 	policy := fmt.Sprintf(`apiVersion: bulkhead.io/v1alpha1
@@ -414,5 +426,47 @@ spec:
 	}
 	if bytes.Contains(e.Proxy.Output(), []byte(`"level":"ERROR"`)) {
 		t.Errorf("the proxy logged errors:\n%s", e.Proxy.Tail(20))
+	}
+}
+
+// protectLearned switches app to protect mode with the rules discover
+// learned and shows that the learned FQDN rule is what allows the
+// connection: curl reaches allowed.test through the name it resolves, and
+// is refused at connect when allowed.test is pinned to other's address,
+// which app never resolved through that name (same SNI, same port).
+func (e *egressEnv) protectLearned(t *testing.T, ctx context.Context) {
+	t.Helper()
+	other := e.Host(otherHost).Addr()
+	if err := e.Client.SetMode(ctx, e.Namespace, appHost, v1alpha1.ModeProtect); err != nil {
+		t.Fatalf("set protect mode: %v", err)
+	}
+	const rule = "demo/app/to-allowed-test-tls-443"
+	err := e.Poll(ctx, 15*time.Second, func(ctx context.Context) (bool, error) {
+		s, err := e.ProxyPolicy(ctx)
+		return err == nil && s.Mode == string(v1alpha1.ModeProtect) && slices.Contains(s.Egress, rule), nil
+	})
+	if err != nil {
+		s, _ := e.ProxyPolicy(ctx)
+		t.Fatalf("the proxy does not enforce the learned rules in protect mode: %v (%+v)", err, s)
+	}
+	if code, http, stderr := e.https(t, ctx, "allowed.test", ""); code != 0 || http != "200" {
+		t.Errorf("protect (learned): curl https://allowed.test/: exit %d, HTTP %q\n%s", code, http, stderr)
+	}
+	if code, http, _ := e.https(t, ctx, "allowed.test", "allowed.test:443:"+other.String()); code == 0 {
+		t.Errorf("protect (learned): curl https://allowed.test/ pinned to %v succeeded (HTTP %s)", other, http)
+	}
+	waitViolation(t, ctx, e.Env, "connection to allowed.test pinned to other", func(r cli.FlowRecord) bool {
+		return r.Direction == "egress" && r.Verdict == "deny" && r.DstIP == other.String() && r.DstPort == 443 && r.Reason == "no_rule"
+	})
+	var flows []cli.FlowRecord
+	err = e.Poll(ctx, 15*time.Second, func(ctx context.Context) (bool, error) {
+		recs, err := e.Client.Flows(ctx, cli.Query{Segment: "demo/app"})
+		flows = recs
+		return err == nil && slices.ContainsFunc(recs, func(r cli.FlowRecord) bool {
+			return r.Rule == rule && r.Verdict == "allow" && r.Mode == "protect" && r.DstIP == e.Host(extHost).Addr().String()
+		}), nil
+	})
+	if err != nil {
+		t.Errorf("protect (learned): no flow allowed by %s: %v%s", rule, err, recordsString(flows))
 	}
 }

@@ -238,6 +238,12 @@ type Flow struct {
 	// Further resources of the message (the other tables of a join), at most
 	// 15, each at most 256 bytes.
 	MoreResources []string `protobuf:"bytes,21,rep,name=more_resources,json=moreResources,proto3" json:"more_resources,omitempty"`
+	// For an egress flow, the DNS name the workload resolved the destination
+	// address from (through the outbound proxy's DNS answers, still live when
+	// the connection opened): lower case, no final dot, at most 253 bytes,
+	// labels of letters, digits, '-' and '_' (bulkheadv1.ValidDstName).
+	// Empty otherwise, and when the address was reached without a name.
+	DstName       string `protobuf:"bytes,22,opt,name=dst_name,json=dstName,proto3" json:"dst_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -419,6 +425,13 @@ func (x *Flow) GetMoreResources() []string {
 	return nil
 }
 
+func (x *Flow) GetDstName() string {
+	if x != nil {
+		return x.DstName
+	}
+	return ""
+}
+
 type ReportSummary struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Accepted      uint64                 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
@@ -480,7 +493,7 @@ const file_bulkhead_v1_flows_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\tR\brevision\x12'\n" +
 	"\x05flows\x18\x03 \x03(\v2\x11.bulkhead.v1.FlowR\x05flows\x12\x18\n" +
-	"\adropped\x18\x04 \x01(\x04R\adropped\"\xa1\x05\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\"\xbc\x05\n" +
 	"\x04Flow\x124\n" +
 	"\tdirection\x18\x01 \x01(\x0e2\x16.bulkhead.v1.DirectionR\tdirection\x12\x15\n" +
 	"\x06src_ip\x18\x02 \x01(\tR\x05srcIp\x12\x1f\n" +
@@ -508,7 +521,8 @@ const file_bulkhead_v1_flows_proto_rawDesc = "" +
 	"connection\x12\x1a\n" +
 	"\bresource\x18\x13 \x01(\tR\bresource\x12\x10\n" +
 	"\x03aux\x18\x14 \x01(\tR\x03aux\x12%\n" +
-	"\x0emore_resources\x18\x15 \x03(\tR\rmoreResources\"G\n" +
+	"\x0emore_resources\x18\x15 \x03(\tR\rmoreResources\x12\x19\n" +
+	"\bdst_name\x18\x16 \x01(\tR\adstName\"G\n" +
 	"\rReportSummary\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x04R\baccepted\x12\x1a\n" +
 	"\brejected\x18\x02 \x01(\x04R\brejected*S\n" +
