@@ -96,10 +96,13 @@ type FlowRecord struct {
 	SrcSegment string `json:"srcSegment"`
 	DstIP      string `json:"dstIP"`
 	DstSegment string `json:"dstSegment"`
-	DstPort    int    `json:"dstPort"`
-	Protocol   string `json:"protocol"`
-	Verb       string `json:"verb"`
-	Sub        string `json:"sub"`
+	// DstName is, for an egress flow, the DNS name the workload resolved
+	// the destination from (empty when none).
+	DstName  string `json:"dstName,omitempty"`
+	DstPort  int    `json:"dstPort"`
+	Protocol string `json:"protocol"`
+	Verb     string `json:"verb"`
+	Sub      string `json:"sub"`
 	// Resource, Aux and MoreResources are the message's L7 detail (HTTP
 	// path and host, TLS server name and ALPN, SQL tables and database…;
 	// never Redis keys).

@@ -68,7 +68,11 @@ func flowRows(t *table, recs []FlowRecord, violations bool) {
 	}
 	t.rows = append(t.rows, h)
 	for _, r := range recs {
-		row := []any{r.LastSeen, r.Direction, endpoint(r.SrcSegment, r.SrcIP, 0), endpoint(r.DstSegment, r.DstIP, r.DstPort),
+		dst := r.DstSegment
+		if dst == "" {
+			dst = r.DstName // an egress destination outside the cluster, by name
+		}
+		row := []any{r.LastSeen, r.Direction, endpoint(r.SrcSegment, r.SrcIP, 0), endpoint(dst, r.DstIP, r.DstPort),
 			r.Protocol, l7Detail(r), r.Verdict, r.Mode, r.Rule, r.Count}
 		if violations {
 			row = append(row, r.Reason)
