@@ -92,7 +92,7 @@ func TestManifestsAreTheChart(t *testing.T) {
 // parses, and every flag the Deployment passes is one the binaries know.
 func TestChartMatchesBinaries(t *testing.T) {
 	h := helm(t)
-	for _, values := range [][]string{nil, {"--set", "injection.mtls=false", "--set", "injection.proxy.excludeInboundPorts={8081,9000}"}} {
+	for _, values := range [][]string{nil, {"--set", "injection.mtls=false", "--set", "injection.proxy.excludeInboundPorts={8081,9000}", "--set", "injection.outbound=false"}} {
 		docs := strings.Split(string(render(t, h, values...)), "\n---\n")
 		found := false
 		for _, d := range docs {
@@ -114,6 +114,9 @@ func TestChartMatchesBinaries(t *testing.T) {
 			}
 			if s.ProxyImage == "" || s.XDSAddr != "bulkhead-controlplane.bulkhead-system.svc:15010" || s.ProxyResources.Limits.Memory().IsZero() {
 				t.Errorf("values %v: settings %+v", values, s)
+			}
+			if outbound := s.Outbound == nil || *s.Outbound; outbound != (values == nil) {
+				t.Errorf("values %v: outbound %v", values, outbound)
 			}
 			if values != nil && (s.MTLS || !slices.Equal(s.ExcludeInboundPorts, []uint16{8081, 9000})) {
 				t.Errorf("values %v: settings %+v", values, s)

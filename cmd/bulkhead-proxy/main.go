@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,6 +41,9 @@ func root() *cobra.Command {
 			return fmt.Errorf("--log-level: %w", err)
 		}
 		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		if cfg.Outbound.Unmarked && !cmd.Flags().Changed("mark") {
+			cfg.Outbound.Mark = 0
+		}
 		return agent.Run(cmd.Context(), cfg)
 	}
 	run := &cobra.Command{Use: "run", Short: "Run the proxy (the default)", Args: cobra.NoArgs, RunE: runE}
@@ -72,56 +74,17 @@ func root() *cobra.Command {
 		f.StringSliceVar(&cfg.Outbound.DNSAddrs, "dns-addrs", nil, "DNS proxy sockets (default 127.0.0.1:15053 and [::1]:15053)")
 		f.StringVar(&cfg.Outbound.DNSUpstream, "dns-upstream", "", "nameserver DNS queries go to (default: the first of /etc/resolv.conf)")
 		f.Uint32Var(&cfg.Outbound.Mark, "mark", capture.DefaultMark, "SO_MARK of the proxy's own sockets (as init --mark; needs CAP_NET_ADMIN)")
+		f.BoolVar(&cfg.Outbound.Unmarked, "outbound-unmarked", false, "no mark (--mark defaults to 0): init --exclude-uid leaves the proxy's user alone")
 		f.DurationVar(&cfg.Outbound.Names.MinTTL, "dns-min-ttl", enforce.DefaultMinNameTTL, "least time a name learned from a DNS answer covers its addresses")
 	}
 
-	var ic capture.Config
-	var outbound bool
-	var outExclude []uint
-	var outExcludeNets []string
-	var proxyPort uint16
-	var exclude []uint
-	initCmd := &cobra.Command{
-		Use:   "init",
-		Short: "Redirect inbound TCP (and outbound TCP and DNS) to the proxy (iptables; needs NET_ADMIN)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			ic.ProxyPort = proxyPort
-			if ic.ExcludePorts, err = ports("--exclude-ports", exclude); err != nil {
-				return err
-			}
-			if !outbound {
-				ic.Outbound = capture.Outbound{}
-				return capture.Install(cmd.Context(), ic)
-			}
-			if ic.Outbound.ExcludePorts, err = ports("--outbound-exclude-ports", outExclude); err != nil {
-				return err
-			}
-			for _, s := range outExcludeNets {
-				p, err := netip.ParsePrefix(s)
-				if err != nil {
-					return fmt.Errorf("--outbound-exclude-cidrs: %w", err)
-				}
-				ic.Outbound.ExcludeDestinations = append(ic.Outbound.ExcludeDestinations, p)
-			}
-			return capture.Install(cmd.Context(), ic)
-		},
-	}
-	initCmd.Flags().Uint16Var(&proxyPort, "proxy-port", 15006, "the proxy's inbound port")
-	initCmd.Flags().UintSliceVar(&exclude, "exclude-ports", []uint{15090}, "inbound ports not redirected (keep the admin port in the list)")
-	initCmd.Flags().BoolVar(&outbound, "outbound", false, "also redirect outbound TCP and UDP/53 (the proxy's own marked traffic and loopback excepted)")
-	initCmd.Flags().Uint16Var(&ic.Outbound.Port, "outbound-port", capture.DefaultOutboundPort, "the proxy's outbound port (0: outbound TCP not redirected)")
-	initCmd.Flags().Uint16Var(&ic.Outbound.DNSPort, "dns-port", capture.DefaultDNSPort, "the proxy's DNS port (0: UDP/53 not redirected)")
-	initCmd.Flags().Uint32Var(&ic.Outbound.Mark, "mark", capture.DefaultMark, "SO_MARK of the proxy's own sockets, not redirected")
-	initCmd.Flags().UintSliceVar(&outExclude, "outbound-exclude-ports", nil, "outbound TCP ports not redirected")
-	initCmd.Flags().StringSliceVar(&outExcludeNets, "outbound-exclude-cidrs", nil, "outbound destinations not redirected (CIDRs)")
 	cleanup := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove the redirect installed by init",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return capture.Remove(cmd.Context()) },
 	}
-	root.AddCommand(run, initCmd, cleanup, certCmd()) // certCmd: trust.go
+	root.AddCommand(run, initCmd(), cleanup, certCmd()) // initCmd: init.go, certCmd: trust.go
 	return root
 }
 

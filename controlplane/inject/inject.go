@@ -45,6 +45,11 @@ const (
 	// AnnotationInjected is set by the webhook to the injector's version:
 	// a pod that has it is not injected again.
 	AnnotationInjected = "bulkhead.io/injected"
+	// AnnotationEnvoyPorts on a pod, "8080,9090", names the inbound ports
+	// redirected to the Envoy sidecar (with AnnotationSidecar "envoy");
+	// without it, the containers' TCP ports named http, http2 or grpc,
+	// alone or with a "-suffix" (outbound.go).
+	AnnotationEnvoyPorts = "bulkhead.io/envoy-ports"
 
 	// InitName, ProxyName and EnvoyName are the injected containers.
 	InitName  = "bulkhead-init"
@@ -116,6 +121,11 @@ type Settings struct {
 	LogLevel string `json:"logLevel,omitempty"`
 	// SystemNamespace is Bulkhead's own namespace: never injected.
 	SystemNamespace string `json:"systemNamespace,omitempty"`
+	// Outbound captures the pod's outbound TCP and DNS too, so that its
+	// segment's egress rules are enforced at its own sidecar (nil: true).
+	// The redirect leaves the proxy's user (ProxyUID) alone rather than a
+	// mark, so the proxy needs no capability (outbound.go).
+	Outbound *bool `json:"outbound,omitempty"`
 }
 
 // Defaults.
@@ -417,7 +427,14 @@ func (w *Webhook) Inject(p *corev1.Pod, node string) error {
 			return fmt.Errorf("inject: the pod already has a container %q", c)
 		}
 	}
-	inits := []corev1.Container{w.initContainer(), w.proxyContainer()}
+	var envoyPorts []uint16
+	if envoySidecar {
+		var err error
+		if envoyPorts, err = w.envoyPorts(p); err != nil {
+			return err
+		}
+	}
+	inits := []corev1.Container{w.initContainer(envoyPorts), w.proxyContainer()}
 	if envoySidecar {
 		c, err := w.envoyContainer(node)
 		if err != nil {
@@ -455,28 +472,23 @@ func ptr[T any](v T) *T { return &v }
 
 func intstrPort(p uint16) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
 
-// excluded returns the inbound ports bulkhead-init leaves alone: the
-// admin port (kubelet probes it) and ExcludeInboundPorts.
-func (w *Webhook) excluded() string {
+// excludedPorts returns the inbound ports bulkhead-init leaves alone,
+// sorted: the admin port (kubelet probes it) and ExcludeInboundPorts.
+func (w *Webhook) excludedPorts() []uint16 {
 	ports := append([]uint16{w.s.AdminPort}, w.s.ExcludeInboundPorts...)
 	slices.Sort(ports)
-	ports = slices.Compact(ports)
-	var b strings.Builder
-	for i, p := range ports {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(int(p)))
-	}
-	return b.String()
+	return slices.Compact(ports)
 }
 
-func (w *Webhook) initContainer() corev1.Container {
+// excluded is excludedPorts as a flag value.
+func (w *Webhook) excluded() string { return joinPorts(w.excludedPorts()) }
+
+func (w *Webhook) initContainer(envoyPorts []uint16) corev1.Container {
 	return corev1.Container{
 		Name:            InitName,
 		Image:           w.s.ProxyImage,
 		ImagePullPolicy: w.s.PullPolicy,
-		Args:            []string{"init", "--proxy-port=" + strconv.Itoa(int(w.s.ProxyPort)), "--exclude-ports=" + w.excluded()},
+		Args:            w.initArgs(envoyPorts), // outbound.go
 		Resources:       w.s.InitResources,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                ptr(int64(0)),
@@ -525,6 +537,7 @@ func (w *Webhook) proxyContainer() corev1.Container {
 	} else {
 		args = append(args, "--insecure")
 	}
+	args = append(args, w.outboundArgs()...) // outbound.go
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstrPort(w.s.AdminPort)}},
@@ -582,9 +595,9 @@ func (w *Webhook) envoyContainer(node string) (corev1.Container, error) {
 		// The bootstrap the control plane's /v1/envoy/bootstrap serves for
 		// this node, inline (JSON is YAML).
 		Args:  []string{"--config-yaml", compact.String(), "--log-level", "warn", "--disable-hot-restart"},
-		Ports: []corev1.ContainerPort{{Name: "envoy-inbound", ContainerPort: 15016, Protocol: corev1.ProtocolTCP}},
+		Ports: []corev1.ContainerPort{{Name: "envoy-inbound", ContainerPort: EnvoyInboundPort, Protocol: corev1.ProtocolTCP}},
 		StartupProbe: &corev1.Probe{
-			ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstrPort(15016)}},
+			ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstrPort(EnvoyInboundPort)}},
 			PeriodSeconds:    1,
 			FailureThreshold: 600,
 		},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,6 +120,7 @@ func checkInjected(t *testing.T, p *corev1.Pod, node string) {
 		sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("bulkhead-proxy security context %+v", sc)
 	}
+	checkOutbound(t, in, px, 1337)
 	if px.StartupProbe == nil || px.StartupProbe.HTTPGet == nil || px.StartupProbe.HTTPGet.Path != "/readyz" || px.StartupProbe.HTTPGet.Port.IntValue() != 15090 {
 		t.Errorf("bulkhead-proxy startupProbe %+v: want GET /readyz on 15090", px.StartupProbe)
 	}
@@ -159,6 +161,29 @@ func checkInjected(t *testing.T, p *corev1.Pod, node string) {
 	}
 }
 
+// checkOutbound fails unless init captures outbound traffic with the
+// proxy's uid excluded and the proxy serves it without a mark (the
+// default Settings.Outbound).
+func checkOutbound(t *testing.T, init, proxy corev1.Container, uid int) {
+	t.Helper()
+	for _, a := range []string{"--outbound", "--exclude-uid=" + strconv.Itoa(uid), "--outbound-port=15001", "--dns-port=15053"} {
+		if !slices.Contains(init.Args, a) {
+			t.Errorf("bulkhead-init args %v: no %s", init.Args, a)
+		}
+	}
+	if slices.ContainsFunc(init.Args, func(a string) bool { return strings.HasPrefix(a, "--mark") }) {
+		t.Errorf("bulkhead-init args %v: a mark (the proxy cannot set one)", init.Args)
+	}
+	for _, a := range []string{"--outbound", "--outbound-unmarked", "--outbound-addr=:15001"} {
+		if !slices.Contains(proxy.Args, a) {
+			t.Errorf("bulkhead-proxy args %v: no %s", proxy.Args, a)
+		}
+	}
+	if sc := proxy.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != int64(uid) {
+		t.Errorf("bulkhead-proxy does not run as the excluded uid %d: %+v", uid, sc)
+	}
+}
+
 func TestInject(t *testing.T) {
 	w := newWebhook(t, settings())
 	p := appPod()
@@ -168,6 +193,114 @@ func TestInject(t *testing.T) {
 	checkInjected(t, p, "web.shop")
 	if got := p.Spec.InitContainers[2].Name; got != "migrate" {
 		t.Errorf("the pod's own init container is third: got %q", got)
+	}
+	if in := container(t, p.Spec.InitContainers, inject.InitName); slices.ContainsFunc(in.Args, func(a string) bool { return strings.HasPrefix(a, "--envoy") }) {
+		t.Errorf("bulkhead-init args %v: envoy ports without an Envoy sidecar", in.Args)
+	}
+}
+
+// TestInjectOutboundOff: Settings.Outbound false injects inbound capture
+// only, and a proxy without an outbound side; a custom uid is the one
+// excluded.
+func TestInjectOutboundOff(t *testing.T) {
+	s := settings()
+	s.Outbound = ptr.To(false)
+	p := appPod()
+	if err := newWebhook(t, s).Inject(p, "web.shop"); err != nil {
+		t.Fatal(err)
+	}
+	in, px := container(t, p.Spec.InitContainers, inject.InitName), container(t, p.Spec.InitContainers, inject.ProxyName)
+	for _, args := range [][]string{in.Args, px.Args} {
+		if slices.ContainsFunc(args, func(a string) bool {
+			return strings.HasPrefix(a, "--outbound") || strings.HasPrefix(a, "--exclude-uid")
+		}) {
+			t.Errorf("outbound off: args %v", args)
+		}
+	}
+	s = settings()
+	s.ProxyUID = 2000
+	p = appPod()
+	if err := newWebhook(t, s).Inject(p, "web.shop"); err != nil {
+		t.Fatal(err)
+	}
+	checkOutbound(t, container(t, p.Spec.InitContainers, inject.InitName), container(t, p.Spec.InitContainers, inject.ProxyName), 2000)
+
+	for yaml, want := range map[string]bool{"": true, "outbound: true\n": true, "outbound: false\n": false} {
+		got, err := inject.ParseSettings([]byte("proxyImage: i\nxdsAddr: cp:15010\n" + yaml))
+		if err != nil || (got.Outbound == nil || *got.Outbound) != want {
+			t.Errorf("ParseSettings(%q): outbound %v, %v; want %v", yaml, got.Outbound, err, want)
+		}
+	}
+}
+
+// TestEnvoyPorts: with the Envoy sidecar, bulkhead-init sends the pod's
+// HTTP ports to Envoy's inbound port: those the annotation lists, else the
+// container ports named http*, http2* or grpc* (not https); none, a bad
+// list or a port that is Bulkhead's or excluded refuse the pod.
+func TestEnvoyPorts(t *testing.T) {
+	s := settings()
+	s.ExcludeInboundPorts = []uint16{9000}
+	w := newWebhook(t, s)
+	named := func(ports ...corev1.ContainerPort) *corev1.Pod {
+		p := appPod()
+		p.Annotations = map[string]string{inject.AnnotationSidecar: "envoy"}
+		p.Spec.Containers[0].Ports = ports
+		return p
+	}
+	annotated := func(v string) *corev1.Pod {
+		p := named(corev1.ContainerPort{ContainerPort: 8080})
+		p.Annotations[inject.AnnotationEnvoyPorts] = v
+		return p
+	}
+	sidecar := named(corev1.ContainerPort{Name: "metrics", ContainerPort: 9100})
+	sidecar.Spec.InitContainers = append(sidecar.Spec.InitContainers, corev1.Container{
+		Name: "api", Image: "example.invalid/api", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: 9090}},
+	})
+	sidecar.Spec.InitContainers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 7000}} // migrate: runs to completion
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string // the --envoy-ports value; "error: …" = refused with that text
+	}{
+		{"named ports", named(
+			corev1.ContainerPort{Name: "http", ContainerPort: 8080},
+			corev1.ContainerPort{Name: "grpc-web", ContainerPort: 9090},
+			corev1.ContainerPort{Name: "http2-api", ContainerPort: 8443},
+			corev1.ContainerPort{Name: "https", ContainerPort: 443},
+			corev1.ContainerPort{Name: "httpx", ContainerPort: 81},
+			corev1.ContainerPort{Name: "http-udp", ContainerPort: 82, Protocol: corev1.ProtocolUDP},
+			corev1.ContainerPort{Name: "redis", ContainerPort: 6379},
+		), "8080,8443,9090"},
+		{"native sidecar's port", sidecar, "9090"},
+		{"annotation", annotated(" 9090, 8080,9090"), "8080,9090"},
+		{"no http port", named(corev1.ContainerPort{ContainerPort: 8080}), "error: no port for Envoy"},
+		{"empty annotation", annotated(""), "error: no port for Envoy"},
+		{"bad annotation", annotated("8080,http"), `error: "http" is not a port`},
+		{"port 0", annotated("0"), `error: "0" is not a port`},
+		{"long annotation", annotated(strings.Repeat("8080,", 200)), "error: longer than"},
+		{"admin port", annotated("15090"), "error: port 15090 cannot go to Envoy"},
+		{"excluded port", annotated("9000"), "error: port 9000 cannot go to Envoy"},
+		{"outbound port", annotated("8080,15001"), "error: port 15001 cannot go to Envoy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := w.Inject(tc.pod, "web.shop")
+			if want, ok := strings.CutPrefix(tc.want, "error: "); ok {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("Inject = %v, want an error with %q", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := container(t, tc.pod.Spec.InitContainers, inject.InitName)
+			for _, a := range []string{"--envoy-ports=" + tc.want, "--envoy-port=15016"} {
+				if !slices.Contains(in.Args, a) {
+					t.Errorf("bulkhead-init args %v: no %s", in.Args, a)
+				}
+			}
+		})
 	}
 }
 
@@ -231,6 +364,7 @@ func TestEnvoySidecar(t *testing.T) {
 	w := newWebhook(t, settings())
 	p := appPod()
 	p.Annotations = map[string]string{inject.AnnotationSidecar: "envoy"}
+	p.Spec.Containers[0].Ports[0].Name = "http"
 	if err := w.Inject(p, "web.shop"); err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +372,14 @@ func TestEnvoySidecar(t *testing.T) {
 	e := container(t, p.Spec.InitContainers, inject.EnvoyName)
 	if e.RestartPolicy == nil || *e.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("envoy is not a native sidecar")
+	}
+	// Envoy runs as the proxy's user: init's outbound capture leaves its
+	// connections (to the control plane, to the workload) alone.
+	if sc := e.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 1337 {
+		t.Errorf("envoy security context %+v: want the excluded uid 1337", sc)
+	}
+	if in := container(t, p.Spec.InitContainers, inject.InitName); !slices.Contains(in.Args, "--envoy-ports=8080") {
+		t.Errorf("bulkhead-init args %v: the http port 8080 does not go to Envoy", in.Args)
 	}
 	i := slices.Index(e.Args, "--config-yaml")
 	if i < 0 {

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -192,6 +193,31 @@ func TestWebhook(t *testing.T) {
 		if len(second.Spec.InitContainers) != len(stored.Spec.InitContainers) || len(second.Spec.Volumes) != len(stored.Spec.Volumes) {
 			t.Errorf("second admission changed the pod: %d init containers, %d volumes; want %d, %d",
 				len(second.Spec.InitContainers), len(second.Spec.Volumes), len(stored.Spec.InitContainers), len(stored.Spec.Volumes))
+		}
+	})
+
+	t.Run("envoy pod: http ports to envoy, outbound captured", func(t *testing.T) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api", Labels: map[string]string{"app": "api"},
+			Annotations: map[string]string{inject.AnnotationSidecar: "envoy"}}, Spec: appPod().Spec}
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http-api", ContainerPort: 8080}, {Name: "grpc", ContainerPort: 9090}, {Name: "redis", ContainerPort: 6379}}
+		mustCreate(t, ctx, c, p)
+		var stored corev1.Pod
+		if err := c.Get(ctx, client.ObjectKeyFromObject(p), &stored); err != nil {
+			t.Fatal(err)
+		}
+		checkInjected(t, &stored, "api.shop")
+		in := container(t, stored.Spec.InitContainers, inject.InitName)
+		if !slices.Contains(in.Args, "--envoy-ports=8080,9090") || !slices.Contains(in.Args, "--envoy-port=15016") {
+			t.Errorf("bulkhead-init args %v: want 8080 and 9090 sent to envoy's 15016", in.Args)
+		}
+		container(t, stored.Spec.InitContainers, inject.EnvoyName)
+
+		// An Envoy pod without an HTTP port is refused with the reason.
+		bad := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api-bad",
+			Annotations: map[string]string{inject.AnnotationSidecar: "envoy"}}, Spec: appPod().Spec}
+		err := c.Create(ctx, bad)
+		if err == nil || !strings.Contains(err.Error(), inject.AnnotationEnvoyPorts) {
+			t.Errorf("create an envoy pod without http ports: %v, want refused naming %s", err, inject.AnnotationEnvoyPorts)
 		}
 	})
 

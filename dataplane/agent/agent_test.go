@@ -49,6 +49,17 @@ type controlPlane struct {
 
 func startControlPlane(t *testing.T, pol *bulkheadv1.ProxyPolicy, ids ...*bulkheadv1.Identity) *controlPlane {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startControlPlaneOn(t, ln, pol, ids...)
+}
+
+// startControlPlaneOn is startControlPlane serving on ln (closed when the
+// test ends).
+func startControlPlaneOn(t *testing.T, ln net.Listener, pol *bulkheadv1.ProxyPolicy, ids ...*bulkheadv1.Identity) *controlPlane {
+	t.Helper()
 	idRes := map[string]types.Resource{}
 	for _, id := range ids {
 		idRes[id.GetNamespace()+"/"+id.GetWorkload()] = id
@@ -59,10 +70,6 @@ func startControlPlane(t *testing.T, pol *bulkheadv1.ProxyPolicy, ids ...*bulkhe
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
 		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches:        map[string]cache.Cache{xdsclient.PolicyTypeURL: policies, xdsclient.IdentityTypeURL: identities},
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	cp := &controlPlane{addr: ln.Addr().String()}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -51,8 +51,14 @@ type Outbound struct {
 	// Mark is the SO_MARK of the proxy's own sockets, which the outbound
 	// redirect leaves alone (capture.DefaultMark): upstream connections,
 	// DNS forwarding and the control-plane connection. It must equal
-	// `init --mark`.
+	// `init --mark`. With Unmarked it must be 0.
 	Mark uint32
+	// Unmarked runs the egress side without a mark (Mark 0, no
+	// CAP_NET_ADMIN needed): the redirect leaves the proxy's own user
+	// alone instead (`init --exclude-uid <the proxy's uid>`), which is how
+	// the injected sidecar runs. Its sockets, the control-plane
+	// connection's included, are then the proxy user's, not marked.
+	Unmarked bool
 	// Names shapes the table of names learned from DNS answers.
 	Names enforce.NamesOptions
 	// DNSLimits bound the DNS proxy.
@@ -69,7 +75,7 @@ func (o Outbound) withDefaults() Outbound {
 	if o.ResolvConf == "" {
 		o.ResolvConf = DefaultResolvConf
 	}
-	if o.Mark == 0 {
+	if o.Mark == 0 && !o.Unmarked {
 		o.Mark = capture.DefaultMark
 	}
 	return o
@@ -91,6 +97,9 @@ func (a *agent) startOutbound(ctx context.Context) (*outbound, error) {
 	out := &outbound{a: a}
 	if !o.Enabled {
 		return out, nil
+	}
+	if o.Unmarked && o.Mark != 0 {
+		return nil, fmt.Errorf("agent: outbound: mark %#x given with unmarked (the proxy's user is excluded instead)", o.Mark)
 	}
 	up, err := dnsUpstream(o)
 	if err != nil {
@@ -132,18 +141,19 @@ func (out *outbound) run(g *errgroup.Group, ctx context.Context, agg *report.Agg
 	}
 	a, o := out.a, out.a.cfg.Outbound
 	px := proxy.New(proxy.Config{
-		Listener:    out.ln,
-		Outbound:    true,
-		Mark:        o.Mark,
-		Names:       out.names,
-		NameServers: []netip.Addr{out.upstream.Addr()},
-		Engine:      a.engine,
-		Protocols:   all.Protocols(),
-		Aggregator:  agg,
-		Metrics:     a.met,
-		Logger:      a.log,
-		Limits:      a.cfg.Limits,
-		OriginalDst: a.cfg.OriginalDst,
+		Listener:      out.ln,
+		Outbound:      true,
+		Mark:          o.Mark,
+		OwnerExcluded: o.Unmarked,
+		Names:         out.names,
+		NameServers:   []netip.Addr{out.upstream.Addr()},
+		Engine:        a.engine,
+		Protocols:     all.Protocols(),
+		Aggregator:    agg,
+		Metrics:       a.met,
+		Logger:        a.log,
+		Limits:        a.cfg.Limits,
+		OriginalDst:   a.cfg.OriginalDst,
 	})
 	dp := proxy.NewDNS(proxy.DNSConfig{
 		Conns:      out.dns,
@@ -216,7 +226,9 @@ func firstNameserver(path string) (string, error) {
 // controlPlaneDial returns the gRPC target and dial options for the control
 // plane. With outbound capture, the connection (and the name lookup of its
 // address) carries the mark, so that the redirect does not send the
-// proxy's own control-plane traffic through the workload's egress policy.
+// proxy's own control-plane traffic through the workload's egress policy;
+// unmarked (Outbound.Unmarked), the redirect leaves the proxy's user alone
+// and the dial is a plain one.
 func controlPlaneDial(cfg Config) (string, []grpc.DialOption) {
 	if !cfg.Outbound.Enabled || cfg.Outbound.Mark == 0 {
 		return cfg.XDSAddr, nil

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,6 +25,9 @@ const (
 	DefaultOutboundPort = 15001
 	// DefaultDNSPort is the proxy's DNS port (UDP).
 	DefaultDNSPort = 15053
+	// DefaultEnvoyPort is an Envoy sidecar's virtual inbound listener
+	// (Config.EnvoyPort).
+	DefaultEnvoyPort = 15016
 	// DefaultMark is the SO_MARK of the proxy's own sockets. Packets of a
 	// socket with this exact mark are not redirected; it needs no extra
 	// user in the pod, but setting SO_MARK needs CAP_NET_ADMIN.
@@ -42,6 +47,13 @@ type Config struct {
 	// ExcludeSources are source address blocks not redirected. Optional;
 	// IPv4 blocks go into iptables, IPv6 blocks into ip6tables.
 	ExcludeSources []netip.Prefix
+	// EnvoyPorts are inbound destination ports redirected to EnvoyPort
+	// (an Envoy sidecar's virtual inbound listener, 15016) rather than to
+	// ProxyPort. Optional; none may be excluded.
+	EnvoyPorts []uint16
+	// EnvoyPort is where EnvoyPorts go (DefaultEnvoyPort). Required with
+	// EnvoyPorts, ignored without.
+	EnvoyPort uint16
 	// Outbound captures the workload's outbound traffic too. The zero
 	// value captures none (inbound only), and Install then removes an
 	// outbound capture left by an earlier Install.
@@ -50,9 +62,11 @@ type Config struct {
 
 // Outbound says where the workload's outbound traffic goes: new TCP
 // connections to the proxy's outbound listener, DNS over UDP to its DNS
-// port. The proxy's own sockets carry Mark and are left alone, as are
-// loopback, excluded ports and excluded destinations (the control plane's
-// address, when the proxy does not mark its control-plane connection).
+// port. The proxy's own sockets are left alone, recognised by their owner
+// (ExcludeUID: the proxy runs as a user of its own) or by their Mark, as
+// are loopback, excluded ports and excluded destinations (the control
+// plane's address, when the proxy's control-plane connection is neither
+// marked nor its own user's).
 type Outbound struct {
 	// Port is the proxy's outbound TCP listener (DefaultOutboundPort).
 	// 0: outbound TCP is not captured.
@@ -62,9 +76,16 @@ type Outbound struct {
 	// outbound TCP.)
 	DNSPort uint16
 	// Mark is the SO_MARK of the proxy's own sockets (DefaultMark);
-	// packets with exactly this mark are not redirected. Required when
-	// Port or DNSPort is set.
+	// packets with exactly this mark are not redirected. 0: none. Setting
+	// a mark needs CAP_NET_ADMIN in the proxy's container.
 	Mark uint32
+	// ExcludeUID is the user id the proxy (and any other sidecar that
+	// must not be captured, e.g. Envoy) runs as: packets of sockets this
+	// user owns are not redirected (`-m owner --uid-owner`). It needs no
+	// capability in the proxy's container, which is why the injected
+	// sidecar uses it. Nil: none. Mark or ExcludeUID is required when
+	// Port or DNSPort is set (else the proxy's own traffic would loop).
+	ExcludeUID *uint32
 	// ExcludePorts are TCP destination ports not redirected.
 	ExcludePorts []uint16
 	// ExcludeDestinations are destination address blocks not redirected
@@ -96,18 +117,50 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("capture: config: invalid excluded source %v", p)
 		}
 	}
+	if err := c.validateEnvoy(); err != nil {
+		return err
+	}
 	return c.Outbound.validate(c.ProxyPort)
+}
+
+func (c *Config) validateEnvoy() error {
+	if len(c.EnvoyPorts) == 0 {
+		return nil
+	}
+	if len(c.EnvoyPorts) > maxExcludes {
+		return fmt.Errorf("capture: config: more than %d envoy ports", maxExcludes)
+	}
+	switch c.EnvoyPort {
+	case 0:
+		return errors.New("capture: config: envoy ports without an envoy port")
+	case c.ProxyPort:
+		return fmt.Errorf("capture: config: envoy port %d is the proxy port", c.EnvoyPort)
+	}
+	for i, p := range c.EnvoyPorts {
+		switch {
+		case p == 0:
+			return errors.New("capture: config: envoy port list has port 0")
+		case slices.Contains(c.ExcludePorts, p):
+			return fmt.Errorf("capture: config: port %d is both excluded and sent to envoy", p)
+		case slices.Contains(c.EnvoyPorts[:i], p):
+			return fmt.Errorf("capture: config: envoy port %d listed twice", p)
+		}
+	}
+	return nil
 }
 
 func (o *Outbound) validate(inbound uint16) error {
 	if !o.Enabled() {
-		if o.Mark != 0 || len(o.ExcludePorts) > 0 || len(o.ExcludeDestinations) > 0 {
+		if o.Mark != 0 || o.ExcludeUID != nil || len(o.ExcludePorts) > 0 || len(o.ExcludeDestinations) > 0 {
 			return errors.New("capture: config: outbound exclusions or mark without an outbound or DNS port")
 		}
 		return nil
 	}
-	if o.Mark == 0 {
-		return errors.New("capture: config: outbound capture needs the proxy's mark (its own traffic would loop)")
+	if o.Mark == 0 && o.ExcludeUID == nil {
+		return errors.New("capture: config: outbound capture needs the proxy's mark or its excluded uid (its own traffic would loop)")
+	}
+	if o.ExcludeUID != nil && *o.ExcludeUID == math.MaxUint32 {
+		return errors.New("capture: config: excluded uid 4294967295 is not a user id")
 	}
 	for _, p := range []uint16{o.Port, o.DNSPort} {
 		if p != 0 && p == inbound {
@@ -275,6 +328,9 @@ func chainRules(cfg Config, v6 bool) string {
 			rule("-s " + unmapPrefix(p).String() + " -j RETURN")
 		}
 	}
+	for _, p := range cfg.EnvoyPorts {
+		rule("-p tcp --dport " + strconv.Itoa(int(p)) + " -j REDIRECT --to-ports " + strconv.Itoa(int(cfg.EnvoyPort)))
+	}
 	rule("-p tcp -j REDIRECT --to-ports " + strconv.Itoa(int(cfg.ProxyPort)))
 	b.WriteString("COMMIT\n")
 	return b.String()
@@ -286,7 +342,12 @@ func outboundRules(o Outbound, v6 bool) string {
 	var b strings.Builder
 	b.WriteString("*nat\n:" + OutboundChain + " - [0:0]\n-F " + OutboundChain + "\n")
 	rule := func(s string) { b.WriteString("-A " + OutboundChain + " " + s + "\n") }
-	rule("-m mark --mark 0x" + strconv.FormatUint(uint64(o.Mark), 16) + " -j RETURN")
+	if o.ExcludeUID != nil {
+		rule("-m owner --uid-owner " + strconv.FormatUint(uint64(*o.ExcludeUID), 10) + " -j RETURN")
+	}
+	if o.Mark != 0 {
+		rule("-m mark --mark 0x" + strconv.FormatUint(uint64(o.Mark), 16) + " -j RETURN")
+	}
 	rule("-o lo -j RETURN")
 	for _, p := range o.ExcludePorts {
 		rule("-p tcp --dport " + strconv.Itoa(int(p)) + " -j RETURN")

@@ -337,6 +337,12 @@ func nlHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
 // 198.18.200.1/30 and the peer at 198.18.200.2/30.
 func testNetwork(t *testing.T) (proxy, peer netns.NsHandle) {
 	t.Helper()
+	return testNetworkAt(t, proxyIP+"/30", peerIP+"/30")
+}
+
+// testNetworkAt is testNetwork with the given addresses (CIDR notation).
+func testNetworkAt(t *testing.T, proxyAddr, peerAddr string) (proxy, peer netns.NsHandle) {
+	t.Helper()
 	proxy, peer = newNS(t), newNS(t)
 	hp, hq := nlHandle(t, proxy), nlHandle(t, peer)
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bh-proxy"}, PeerName: "bh-peer", PeerNamespace: netlink.NsFd(int(peer))}
@@ -346,7 +352,7 @@ func testNetwork(t *testing.T) (proxy, peer netns.NsHandle) {
 	for _, side := range []struct {
 		h          *netlink.Handle
 		link, addr string
-	}{{hp, "bh-proxy", proxyIP + "/30"}, {hq, "bh-peer", peerIP + "/30"}} {
+	}{{hp, "bh-proxy", proxyAddr}, {hq, "bh-peer", peerAddr}} {
 		l, err := side.h.LinkByName(side.link)
 		if err != nil {
 			t.Fatalf("%s: %v", side.link, err)

@@ -12,7 +12,13 @@
 //	-A BULKHEAD_INBOUND -i lo -j RETURN
 //	-A BULKHEAD_INBOUND -p tcp --dport <excluded port> -j RETURN
 //	-A BULKHEAD_INBOUND -s <excluded source> -j RETURN
+//	-A BULKHEAD_INBOUND -p tcp --dport <envoy port> -j REDIRECT --to-ports <envoy listener>
 //	-A BULKHEAD_INBOUND -p tcp -j REDIRECT --to-ports <proxy port>
+//
+// Config.EnvoyPorts (`init --envoy-ports`) go to an Envoy sidecar's virtual
+// inbound listener (Config.EnvoyPort, 15016, `use_original_dst`) instead of
+// the proxy: HTTP ports judged by Envoy, the rest by bulkhead-proxy. A port
+// cannot be both excluded and sent to Envoy.
 //
 // The chain's content is replaced atomically with iptables-restore --noflush
 // (declare, flush, fill, commit); the jump is added only when `iptables -C`
@@ -26,6 +32,7 @@
 // workload's egress rules apply at its own sidecar:
 //
 //	-A OUTPUT -j BULKHEAD_OUTBOUND
+//	-A BULKHEAD_OUTBOUND -m owner --uid-owner <uid> -j RETURN
 //	-A BULKHEAD_OUTBOUND -m mark --mark <mark> -j RETURN
 //	-A BULKHEAD_OUTBOUND -o lo -j RETURN
 //	-A BULKHEAD_OUTBOUND -p tcp --dport <excluded port> -j RETURN
@@ -34,11 +41,14 @@
 //	-A BULKHEAD_OUTBOUND -p tcp -j REDIRECT --to-ports <outbound port>
 //
 // The proxy's own traffic (its upstream connections, its DNS forwarding and
-// its control-plane connection) must not be redirected again: it carries a
-// socket mark (SO_MARK, MarkControl) that the first rule returns for. A mark
-// needs no extra user in the pod, unlike matching `-m owner --uid-owner` of
-// a dedicated uid, but setting it needs CAP_NET_ADMIN in the proxy's
-// container. Loopback is left alone (the inbound proxy reaches the workload
+// its control-plane connection) must not be redirected again. Two ways,
+// either or both: the proxy runs as a user of its own and the chain returns
+// for sockets that user owns (Outbound.ExcludeUID, `init --exclude-uid`;
+// the proxy needs no capability, which is why the injected sidecar, run as
+// 1337 with every capability dropped, uses it, and Envoy run as the same
+// user is left alone too), or its sockets carry a mark (SO_MARK,
+// MarkControl; Outbound.Mark, `init --mark`), which needs no dedicated
+// user but needs CAP_NET_ADMIN in the proxy's container. Loopback is left alone (the inbound proxy reaches the workload
 // over it; a resolver inside the pod asks its own upstream, which is
 // captured). REDIRECT in OUTPUT sends a connection to 127.0.0.1 (::1) at the
 // proxy's port: SO_ORIGINAL_DST gives the outbound TCP connection's original

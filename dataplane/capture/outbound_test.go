@@ -51,7 +51,7 @@ func TestValidateOutbound(t *testing.T) {
 		{"none", Outbound{}, ""},
 		{"all", Outbound{Port: 15001, DNSPort: 15053, Mark: 1, ExcludePorts: []uint16{15010}}, ""},
 		{"dns only", Outbound{DNSPort: 15053, Mark: 1}, ""},
-		{"no mark", Outbound{Port: 15001}, "needs the proxy's mark"},
+		{"no mark", Outbound{Port: 15001}, "needs the proxy's mark or its excluded uid"},
 		{"inbound port", Outbound{Port: 15006, Mark: 1}, "is the inbound proxy port"},
 		{"exclusions alone", Outbound{ExcludePorts: []uint16{1}}, "without an outbound or DNS port"},
 		{"port 0", Outbound{Port: 15001, Mark: 1, ExcludePorts: []uint16{0}}, "excluded outbound port 0"},

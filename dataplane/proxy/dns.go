@@ -98,7 +98,8 @@ type DNSConfig struct {
 	// Logger. Nil: slog.Default().
 	Logger *slog.Logger
 	// Mark is the SO_MARK of the forwarding sockets (capture.MarkControl),
-	// so that the redirect leaves them alone. 0: none (tests).
+	// so that the redirect leaves them alone. 0: none (tests, or the
+	// redirect leaves the proxy's own user alone: capture.Outbound.ExcludeUID).
 	Mark uint32
 	// Limits; zero fields take their defaults.
 	Limits DNSLimits

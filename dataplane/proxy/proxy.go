@@ -144,8 +144,13 @@ type Config struct {
 	// Mark is the SO_MARK of the proxy's upstream connections
 	// (capture.MarkControl), which the outbound redirect leaves alone.
 	// Required with Outbound (or the upstream connection would be
-	// redirected to the proxy again); 0 otherwise: no mark.
+	// redirected to the proxy again) unless OwnerExcluded; 0 otherwise:
+	// no mark.
 	Mark uint32
+	// OwnerExcluded says that the outbound redirect leaves the proxy's
+	// own user alone (capture.Outbound.ExcludeUID): an outbound proxy
+	// may then run without a mark (and without CAP_NET_ADMIN).
+	OwnerExcluded bool
 	// Names, on an outbound proxy, is the table of DNS names of addresses
 	// that FQDN peers are matched against. The outbound proxy adds the
 	// answers of DNS-over-TCP replies from NameServers to it (the UDP ones
@@ -267,8 +272,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if p.engine == nil {
 		return errors.New("proxy: config has no engine")
 	}
-	if p.cfg.Outbound && p.cfg.Mark == 0 {
-		return errors.New("proxy: an outbound proxy needs a mark (its upstream connections would be redirected to it again)")
+	if p.cfg.Outbound && p.cfg.Mark == 0 && !p.cfg.OwnerExcluded {
+		return errors.New("proxy: an outbound proxy needs a mark or its user excluded from the redirect (its upstream connections would be redirected to it again)")
 	}
 	ln := p.cfg.Listener
 	if ln == nil {
