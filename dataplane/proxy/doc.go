@@ -17,7 +17,8 @@
 // is the one the egress rules give the destination port
 // (Policy.EgressProtocol; sniffed when they give none or several), so TLS
 // rules judge the ClientHello's SNI of external HTTPS; the upstream is
-// dialled with Config.Mark so that the redirect lets it out; flows are
+// dialled with Config.Mark so that the redirect lets it out (or unmarked,
+// Config.OwnerExcluded, when the redirect lets the proxy's uid out); flows are
 // reported as egress (source: the workload). DNS over TCP to one of
 // Config.NameServers also teaches Config.Names the addresses of its answers.
 //
