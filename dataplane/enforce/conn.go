@@ -173,9 +173,10 @@ func (c *Conn) Connect() Decision {
 //
 // When no rule allows it, the mode decides as for Connect, with Reason
 // NoRule (no rule admits the peer on the port) or L7 (rules do, but none
-// allows this message). It allocates nothing: a few map lookups on stack
-// buffers, bounded by the message's resources and the patterns' distinct
-// lengths, never a scan over rules.
+// allows this message). It allocates nothing: a few probes of hash tables
+// built at compile time (the value hashed and, for fold_case patterns,
+// folded on the fly), bounded by the message's resources and the patterns'
+// distinct lengths, never a scan over rules.
 func (c *Conn) Message(f *l7.Frame) Decision {
 	if c.policy == nil {
 		return Protect.judge(NoRule)

@@ -36,8 +36,8 @@
 // a hash table from upper-case Redis command name to the lowest rule
 // allowing it, with a nested table for "CMD|SUB" sub-commands, and the
 // generic index below. Inbound is therefore a map lookup (or a binary
-// search) and a slice index; Message is a few map lookups on stack buffers
-// and allocates nothing.
+// search) and a slice index; Message is a few hash-table probes and
+// allocates nothing.
 //
 // What applies on a rule's port depends on the protocol the rule gives it:
 // "tcp": the rule allows every message; "redis": the rule's Redis matcher
@@ -97,21 +97,28 @@
 // rule's rank and its L7Rule's aux patterns (checked only on a hit; the
 // lowest rank wins):
 //
-//   - exact values in a hash map;
-//   - prefixes and suffixes in a hash map keyed by the pattern, probed once
+//   - exact values in a hash table;
+//   - prefixes and suffixes in a hash table keyed by the pattern, probed once
 //     per distinct pattern length with the value's head or tail (a DNS
 //     suffix ".example.com" is one probe, not a walk over the labels);
-//   - templates in a segment trie: literal children in a map, one "{name}"
-//     child, entries for a final "{*}"; each node is visited at most once
+//   - templates in a segment trie: literal children in a hash table (a
+//     lone literal child is compared instead), one "{name}" child, entries
+//     for a final "{*}"; each node is visited at most once
 //     per value, and subtrees whose lowest rank cannot win are skipped;
 //   - L7Rules without resource patterns as a lowest rank, or an index of
 //     their aux patterns.
 //
-// Patterns with fold_case are stored lower-cased and probed with the value
-// lower-cased (ASCII) into a stack buffer of MaxPatternLen bytes: its head
-// for exact values and prefixes, its tail for suffixes, one segment at a
-// time for templates. A value longer than MaxPatternLen never equals an
-// exact pattern, so nothing is lost. Matching is bounded by the message's
+// The generic index's hash tables (btab) are built at compile time: open
+// addressing over a 64-bit multiply-mix hash that reads 8 bytes at a time,
+// probed with the frame's bytes as they are (no string conversion), the
+// hash of a whole value computed once per message and shared by the
+// case-sensitive and fold_case tables. Patterns with fold_case are stored
+// lower-cased and probed with the value folded (ASCII) as it is hashed and
+// compared, never copied: its head for exact values and prefixes, its tail
+// for suffixes, one segment at a time for templates. A value longer than
+// MaxPatternLen never equals an exact pattern, so nothing is lost. An
+// L7Rule's aux patterns are matched once per message, whatever the number
+// of resources. Matching is bounded by the message's
 // resources (at most l7.MaxResources), the patterns' distinct lengths and
 // the template trie's size, never by the number of rules.
 //

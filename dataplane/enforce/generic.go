@@ -6,14 +6,16 @@ import "github.com/bulkhead-io/bulkhead/protocols/l7"
 // every rule whose generic matcher applies on the port, merged and indexed
 // by verb. Ranks are rule indices (by name).
 type l7Index struct {
-	any   *resIdx             // L7Rules without verbs: any verb
-	verbs map[string]*verbIdx // by upper-case verb
+	any   *resIdx        // L7Rules without verbs: any verb
+	verbs btab[*verbIdx] // by upper-case verb
 }
 
 // verbIdx holds the L7Rules that name one verb.
 type verbIdx struct {
-	all  *resIdx            // "VERB": any sub-command
-	subs map[string]*resIdx // "VERB|SUB", by upper-case sub-command
+	all  *resIdx       // "VERB": any sub-command
+	subs btab[*resIdx] // "VERB|SUB", by upper-case sub-command
+
+	subsB map[string]*resIdx // subs while building; nil after build
 }
 
 // resIdx is a resource matcher merged over L7Rules.
@@ -69,14 +71,14 @@ func judgeL7(xs []*l7Index, f *l7.Frame, verb, sub []byte, cur int32) int32 {
 			bs[n] = x.any
 			n++
 		}
-		if verb != nil && x.verbs != nil {
-			if vi := x.verbs[string(verb)]; vi != nil {
+		if verb != nil {
+			if vi, _ := x.verbs.get(verb); vi != nil {
 				if vi.all != nil {
 					bs[n] = vi.all
 					n++
 				}
-				if sub != nil && vi.subs != nil {
-					if r := vi.subs[string(sub)]; r != nil {
+				if sub != nil {
+					if r, _ := vi.subs.get(sub); r != nil {
 						bs[n] = r
 						n++
 					}
@@ -158,10 +160,10 @@ func (b *l7Builder) add(lr *l7Rule, rank int32) {
 			vi.all = addRes(vi.all, lr, rank)
 			continue
 		}
-		if vi.subs == nil {
-			vi.subs = map[string]*resIdx{}
+		if vi.subsB == nil {
+			vi.subsB = map[string]*resIdx{}
 		}
-		vi.subs[v.sub] = addRes(vi.subs[v.sub], lr, rank)
+		vi.subsB[v.sub] = addRes(vi.subsB[v.sub], lr, rank)
 	}
 }
 
@@ -209,9 +211,11 @@ func (b *l7Builder) build() *l7Index {
 	finish(b.any)
 	for _, vi := range b.verbs {
 		finish(vi.all)
-		for _, r := range vi.subs {
+		for _, r := range vi.subsB {
 			finish(r)
 		}
+		vi.subs = newBtab(vi.subsB, false)
+		vi.subsB = nil
 	}
-	return &l7Index{any: b.any, verbs: b.verbs}
+	return &l7Index{any: b.any, verbs: newBtab(b.verbs, false)}
 }

@@ -261,7 +261,7 @@ func (es entries) best(cur int32, sc *scratch) int32 {
 		if e.rank >= cur {
 			break
 		}
-		if e.aux == nil || e.aux.matches(&sc.aux, sc) {
+		if e.aux == nil || sc.auxMatches(e.aux) {
 			return e.rank
 		}
 	}
@@ -298,37 +298,51 @@ func boolOrder(a, b bool) int {
 }
 
 // patIndex finds, for a value, the entries of every pattern that matches
-// it, without scanning the patterns: exact values in a map; prefixes and
-// suffixes in a map keyed by the pattern, probed once per distinct pattern
-// length; templates in a segment trie. Patterns with fold_case are kept
-// lower-cased apart and probed with the value lower-cased.
+// it, without scanning the patterns: exact values in a hash table;
+// prefixes and suffixes in a hash table keyed by the pattern, probed once
+// per distinct pattern length; templates in a segment trie whose nodes
+// hold their literal segments in hash tables. Patterns with fold_case are
+// kept lower-cased apart and probed with the value folded as it is hashed
+// and compared (btab), never copied.
 type patIndex struct {
 	cs, fold patSet
 	min      int32 // lowest rank of any entry
 }
 
 type patSet struct {
-	exact  map[string]entries
+	exact  btab[entries]
 	prefix lenMap
 	suffix lenMap
 	tmpl   *tnode
 	min    int32 // lowest rank in the set; noRank when empty
+
+	exactB map[string]entries // exact while building; nil after finish
 }
 
 // lenMap holds prefixes or suffixes keyed by value; lens lists their
 // distinct lengths in ascending order.
 type lenMap struct {
 	lens []int
-	m    map[string]entries
+	t    btab[entries]
+	m    map[string]entries // t while building; nil after finish
 }
 
 // tnode is a node of a template trie; depth d holds segment d.
 type tnode struct {
-	lit   map[string]*tnode
+	lit   btab[*tnode]
 	param *tnode  // "{name}": any one non-empty segment
 	rest  entries // a "{*}" after this node's segments
 	end   entries // templates ending with this node's segment
 	min   int32   // lowest rank in the subtree
+	// one is the only child when the node has one literal child and no
+	// param: the segment is compared with oneKey (folded when fold)
+	// rather than hashed and looked up. Chains of such nodes are what a
+	// template's literal segments make ("/svc/items/{id}").
+	one    *tnode
+	oneKey string
+	fold   bool
+
+	litB map[string]*tnode // lit while building; nil after finish
 }
 
 func (p *patIndex) add(pat pattern, e entry) {
@@ -338,10 +352,10 @@ func (p *patIndex) add(pat pattern, e entry) {
 	}
 	switch pat.kind {
 	case patExact:
-		if s.exact == nil {
-			s.exact = map[string]entries{}
+		if s.exactB == nil {
+			s.exactB = map[string]entries{}
 		}
-		s.exact[pat.value] = append(s.exact[pat.value], e)
+		s.exactB[pat.value] = append(s.exactB[pat.value], e)
 	case patPrefix:
 		s.prefix.add(pat.value, e)
 	case patSuffix:
@@ -362,13 +376,13 @@ func (p *patIndex) add(pat pattern, e entry) {
 				}
 				n = n.param
 			default:
-				if n.lit == nil {
-					n.lit = map[string]*tnode{}
+				if n.litB == nil {
+					n.litB = map[string]*tnode{}
 				}
-				c := n.lit[sg.lit]
+				c := n.litB[sg.lit]
 				if c == nil {
 					c = &tnode{}
-					n.lit[sg.lit] = c
+					n.litB[sg.lit] = c
 				}
 				n = c
 			}
@@ -387,20 +401,23 @@ func (l *lenMap) add(v string, e entry) {
 	l.lens = append(l.lens, len(v))
 }
 
-// finish sorts and prunes what add collected; the index is then read-only.
+// finish sorts and prunes what add collected and builds the hash tables;
+// the index is then read-only.
 func (p *patIndex) finish() {
-	p.cs.finish()
-	p.fold.finish()
+	p.cs.finish(false)
+	p.fold.finish(true)
 	p.min = min(p.cs.min, p.fold.min)
 }
 
-func (s *patSet) finish() {
+func (s *patSet) finish(fold bool) {
 	s.min = noRank
-	for k, es := range s.exact {
+	for k, es := range s.exactB {
 		es = es.normalize()
-		s.exact[k] = es
+		s.exactB[k] = es
 		s.min = min(s.min, es[0].rank)
 	}
+	s.exact = newBtab(s.exactB, fold)
+	s.exactB = nil
 	for _, l := range []*lenMap{&s.prefix, &s.suffix} {
 		slices.Sort(l.lens)
 		l.lens = slices.Clip(slices.Compact(l.lens))
@@ -409,13 +426,15 @@ func (s *patSet) finish() {
 			l.m[k] = es
 			s.min = min(s.min, es[0].rank)
 		}
+		l.t = newBtab(l.m, fold)
+		l.m = nil
 	}
 	if s.tmpl != nil {
-		s.min = min(s.min, s.tmpl.finish())
+		s.min = min(s.min, s.tmpl.finish(fold))
 	}
 }
 
-func (n *tnode) finish() int32 {
+func (n *tnode) finish(fold bool) int32 {
 	n.min = noRank
 	if len(n.rest) > 0 {
 		n.rest = n.rest.normalize()
@@ -425,162 +444,139 @@ func (n *tnode) finish() int32 {
 		n.end = n.end.normalize()
 		n.min = min(n.min, n.end[0].rank)
 	}
-	for _, c := range n.lit {
-		n.min = min(n.min, c.finish())
+	for _, c := range n.litB {
+		n.min = min(n.min, c.finish(fold))
 	}
+	n.fold = fold
+	if len(n.litB) == 1 && n.param == nil {
+		for k, c := range n.litB {
+			n.one, n.oneKey = c, k // walk compares; no table
+		}
+	} else {
+		n.lit = newBtab(n.litB, fold)
+	}
+	n.litB = nil
 	if n.param != nil {
-		n.min = min(n.min, n.param.finish())
+		n.min = min(n.min, n.param.finish(fold))
 	}
 	return n.min
 }
 
-// scratch is the per-message working memory of the generic matcher, on the
-// stack of Conn.Message: the resource being judged and the message's aux.
+// scratch is the per-message working state of the generic matcher, on the
+// stack of Conn.Message: the resource being judged and the message's aux,
+// with their hashes, and the last aux index matched against the aux (an
+// L7Rule's aux patterns are matched once per message, not per resource).
 type scratch struct {
-	res value
-	aux value
+	res, aux probe
+	auxIdx   *patIndex
+	auxOK    bool
 }
 
-// value is a byte string to match, with a buffer for a lower-cased part of
-// it: its first or its last MaxPatternLen bytes (the same when it is not
-// longer), or one template segment. The buffer is filled on demand and the
-// struct keeps no pointer into itself.
-type value struct {
-	raw []byte
-	low lowState
-	buf [MaxPatternLen]byte
-}
-
-type lowState uint8
-
-const (
-	lowNone lowState = iota // buf holds nothing of use
-	lowHead                 // buf holds raw[:min(len, MaxPatternLen)], lower-cased
-	lowTail                 // buf holds the last MaxPatternLen bytes, lower-cased (raw is longer)
-)
-
-func (v *value) set(b []byte) {
-	v.raw = b
-	v.low = lowNone
-}
-
-// head returns the value's first min(len, MaxPatternLen) bytes, lower-cased.
-func (v *value) head() []byte {
-	n := min(len(v.raw), MaxPatternLen)
-	if v.low != lowHead {
-		lowerInto(v.buf[:n], v.raw[:n])
-		v.low = lowHead
+// auxMatches reports whether some pattern of p matches the message's aux.
+func (sc *scratch) auxMatches(p *patIndex) bool {
+	if p != sc.auxIdx {
+		sc.auxIdx, sc.auxOK = p, p.matches(&sc.aux, sc)
 	}
-	return v.buf[:n]
-}
-
-// tail returns the value's last min(len, MaxPatternLen) bytes, lower-cased.
-func (v *value) tail() []byte {
-	if len(v.raw) <= MaxPatternLen {
-		return v.head()
-	}
-	if v.low != lowTail {
-		lowerInto(v.buf[:], v.raw[len(v.raw)-MaxPatternLen:])
-		v.low = lowTail
-	}
-	return v.buf[:]
-}
-
-// lowered returns raw[i:j] (at most MaxPatternLen bytes) lower-cased, in
-// the buffer.
-func (v *value) lowered(i, j int) []byte {
-	v.low = lowNone
-	lowerInto(v.buf[:j-i], v.raw[i:j])
-	return v.buf[:j-i]
+	return sc.auxOK
 }
 
 // matches reports whether some pattern of p matches v (for aux patterns,
 // whose entries have rank 0 and no aux of their own).
-func (p *patIndex) matches(v *value, sc *scratch) bool {
+func (p *patIndex) matches(v *probe, sc *scratch) bool {
 	return p.best(v, sc, 1) < 1
 }
 
 // best returns the lowest rank below cur of the entries of patterns that
 // match v (and whose aux patterns match sc.aux), or cur.
-func (p *patIndex) best(v *value, sc *scratch, cur int32) int32 {
+func (p *patIndex) best(v *probe, sc *scratch, cur int32) int32 {
 	if p == nil || p.min >= cur {
 		return cur
 	}
 	if p.cs.min < cur {
-		cur = p.cs.best(v, false, sc, cur)
+		cur = p.cs.best(v, sc, cur)
 	}
 	if p.fold.min < cur {
-		cur = p.fold.best(v, true, sc, cur)
+		cur = p.fold.best(v, sc, cur)
 	}
 	return cur
 }
 
-// best probes the set with v, lower-cased when fold.
-func (s *patSet) best(v *value, fold bool, sc *scratch, cur int32) int32 {
-	raw := v.raw
-	n := len(raw)
-	if s.exact != nil && n <= MaxPatternLen {
-		k := raw
-		if fold {
-			k = v.head()
+// best probes the set with v (folded by the tables of the fold set).
+// Patterns are at most MaxPatternLen bytes, so a longer value is probed as
+// an exact value not at all and as a prefix or suffix only with its first
+// or last bytes.
+func (s *patSet) best(p *probe, sc *scratch, cur int32) int32 {
+	v := p.b
+	n := len(v)
+	if n <= MaxPatternLen && len(s.exact.keys.slots) > 0 {
+		if es, ok := s.exact.getH(v, p.hash(s.exact.keys.fold)); ok {
+			cur = es.best(cur, sc)
 		}
-		cur = s.exact[string(k)].best(cur, sc)
 	}
 	if len(s.prefix.lens) > 0 && s.prefix.lens[0] <= n {
-		k := raw
-		if fold {
-			k = v.head()
-		}
 		for _, l := range s.prefix.lens {
 			if l > n {
 				break
 			}
-			cur = s.prefix.m[string(k[:l])].best(cur, sc)
+			if es, ok := s.prefix.t.get(v[:l]); ok {
+				cur = es.best(cur, sc)
+			}
 		}
 	}
 	if len(s.suffix.lens) > 0 && s.suffix.lens[0] <= n {
-		k := raw
-		if fold {
-			k = v.tail()
-		}
 		for _, l := range s.suffix.lens {
 			if l > n {
 				break
 			}
-			cur = s.suffix.m[string(k[len(k)-l:])].best(cur, sc)
+			if es, ok := s.suffix.t.get(v[n-l:]); ok {
+				cur = es.best(cur, sc)
+			}
 		}
 	}
 	if s.tmpl != nil {
-		cur = s.tmpl.walk(v, 0, fold, sc, cur)
+		cur = s.tmpl.walk(v, 0, sc, cur)
 	}
 	return cur
 }
 
-// walk matches v.raw[start:] (the value's segments from the one at start)
+// walk matches v[start:] (the value's segments from the one at start)
 // against the subtree of n. A node's depth fixes the segment it is matched
 // with, so each node is visited at most once: the work is bounded by the
 // trie's size whatever the value, and the recursion by MaxTemplateSegments.
-func (n *tnode) walk(v *value, start int, fold bool, sc *scratch, cur int32) int32 {
+func (n *tnode) walk(v []byte, start int, sc *scratch, cur int32) int32 {
 	if n.min >= cur {
 		return cur
 	}
-	raw := v.raw
-	if len(n.rest) > 0 && start < len(raw) {
+	if len(n.rest) > 0 && start < len(v) {
 		cur = n.rest.best(cur, sc)
 	}
-	end := len(raw)
-	if i := bytes.IndexByte(raw[start:], '/'); i >= 0 {
+	if c := n.one; c != nil {
+		k := n.oneKey
+		end := start + len(k)
+		if end > len(v) || (end < len(v) && v[end] != '/') || c.min >= cur {
+			return cur
+		}
+		if n.fold {
+			if !eqFold(k, v[start:end]) {
+				return cur
+			}
+		} else if k != string(v[start:end]) {
+			return cur
+		}
+		if end == len(v) {
+			return c.end.best(cur, sc)
+		}
+		return c.walk(v, end+1, sc, cur)
+	}
+	end := len(v)
+	if i := bytes.IndexByte(v[start:], '/'); i >= 0 {
 		end = start + i
 	}
-	seg := raw[start:end]
-	last := end == len(raw)
+	seg := v[start:end]
+	last := end == len(v)
 	var lit *tnode
-	if n.lit != nil && len(seg) <= MaxPatternLen {
-		if fold {
-			lit = n.lit[string(v.lowered(start, end))]
-		} else {
-			lit = n.lit[string(seg)]
-		}
+	if len(seg) <= MaxPatternLen {
+		lit, _ = n.lit.get(seg)
 	}
 	param := n.param
 	if len(seg) == 0 {
@@ -593,7 +589,7 @@ func (n *tnode) walk(v *value, start int, fold bool, sc *scratch, cur int32) int
 		if last {
 			cur = c.end.best(cur, sc)
 		} else {
-			cur = c.walk(v, end+1, fold, sc, cur)
+			cur = c.walk(v, end+1, sc, cur)
 		}
 	}
 	return cur

@@ -4,7 +4,9 @@
 // message per datagram). Messages are decoded with
 // golang.org/x/net/dns/dnsmessage, whose copyable Parser and fixed-size
 // names keep every call free of allocations; the common query shape is
-// read directly from the bytes first (fastQuery), with the same result.
+// read directly from the bytes first (fastQuery), and so are the record
+// sections of a response outside a zone transfer (fastRecords), with the
+// same results.
 //
 // A query becomes one request frame: Verb = the query type as dig names
 // it ("A", "AAAA", "TXT", "HTTPS", "TYPE4660" for a type without a

@@ -86,6 +86,9 @@ type Parser struct {
 
 	rep replyState
 	xfr xfrState
+	// slowReplies makes responses go through slowRecords only (tests
+	// compare it with fastRecords).
+	slowReplies bool
 
 	// scratch receives the fields when Parse is given no Frame.
 	scratch l7.Frame
@@ -346,8 +349,6 @@ func (p *Parser) parseResponse(msg []byte, f *l7.Frame, stream bool) error {
 	if err := p.msg.SkipQuestion(); err != dnsmessage.ErrSectionDone {
 		return errQuestion
 	}
-	ans := p.msg // positioned at the answer section
-
 	// A zone transfer over TCP: follow its SOA records to find its last
 	// message (RFC 5936 2.2, RFC 1995 4).
 	xfrQ := qd == 1 && h.OpCode == 0 && (q.Type == dnsmessage.TypeAXFR || q.Type == typeIXFR)
@@ -356,55 +357,28 @@ func (p *Parser) parseResponse(msg []byte, f *l7.Frame, stream bool) error {
 	if inXfr && !(x.active && h.ID == x.id) {
 		*x = xfrState{active: true, id: h.ID, ixfr: q.Type == typeIXFR}
 	}
-	done := h.RCode != dnsmessage.RCodeSuccess
-	first := inXfr && !x.started
-	cnames := false
-	for k := 0; ; k++ {
-		rh, err := p.msg.AnswerHeader()
-		if err == dnsmessage.ErrSectionDone {
-			break
+	var (
+		cnames, done bool
+		ext          uint8
+		ans          *dnsmessage.Parser // positioned at the answer section
+	)
+	if !inXfr && !p.slowReplies {
+		// p.msg stays at the answer section.
+		ans = &p.msg
+		off := headerLen
+		if qd == 1 {
+			next, _, _ := unpackName(msg, off) // Question accepted it
+			off = next + 4
 		}
-		if err != nil {
-			return errRecord
+		if cnames, ext, err = fastRecords(msg, off); err != nil {
+			return err
 		}
-		cnames = cnames || rh.Type == dnsmessage.TypeCNAME
-		if !inXfr || done || (rh.Type != dnsmessage.TypeSOA && x.started) {
-			if p.msg.SkipAnswer() != nil {
-				return errRecord
-			}
-			continue
+	} else {
+		saved := p.msg
+		ans = &saved
+		if cnames, done, ext, err = p.slowRecords(msg, h, inXfr); err != nil {
+			return err
 		}
-		if rh.Type != dnsmessage.TypeSOA {
-			// A transfer must start with an SOA; end it here rather
-			// than wait for one.
-			done = true
-			if p.msg.SkipAnswer() != nil {
-				return errRecord
-			}
-			continue
-		}
-		soa, err := p.msg.SOAResource()
-		if err != nil {
-			return errRecord
-		}
-		switch {
-		case !x.started:
-			x.started, x.serial, x.soas = true, soa.Serial, 1
-			// IXFR: a lone SOA means "up to date" (RFC 1995 4).
-			done = x.ixfr && first && k == 0 && be16(msg[6:]) == 1
-		case soa.Serial == x.serial:
-			x.soas++
-			done = (x.soas == 2 && (!x.ixfr || !x.diff)) || x.soas == 3
-		default:
-			x.diff = true
-		}
-	}
-	if p.msg.SkipAllAuthorities() != nil {
-		return errRecord
-	}
-	_, _, ext, err := p.additionals()
-	if err != nil {
-		return err
 	}
 
 	f.Reset(l7.DirReply)
@@ -421,11 +395,70 @@ func (p *Parser) parseResponse(msg []byte, f *l7.Frame, stream bool) error {
 	r.ok = qd == 1 && h.OpCode == 0 && !f.Err && q.Class == dnsmessage.ClassINET && be16(msg[6:]) > 0
 	if r.ok {
 		r.cnames = cnames
-		r.ans = ans
+		r.ans = *ans
 		r.qname = q.Name
 		r.nlen = lowerName(r.name[:], &q.Name)
 	}
 	return nil
+}
+
+// slowRecords checks the record sections through dnsmessage, following a
+// zone transfer's SOA records when inXfr; it returns whether an answer is
+// a CNAME, whether the transfer is done, and the OPT record's extended
+// RCODE bits. fastRecords does the same for responses outside transfers.
+func (p *Parser) slowRecords(msg []byte, h dnsmessage.Header, inXfr bool) (cnames, done bool, ext uint8, err error) {
+	done = h.RCode != dnsmessage.RCodeSuccess
+	x := &p.xfr
+	first := inXfr && !x.started
+	for k := 0; ; k++ {
+		rh, err := p.msg.AnswerHeader()
+		if err == dnsmessage.ErrSectionDone {
+			break
+		}
+		if err != nil {
+			return false, false, 0, errRecord
+		}
+		cnames = cnames || rh.Type == dnsmessage.TypeCNAME
+		if !inXfr || done || (rh.Type != dnsmessage.TypeSOA && x.started) {
+			if p.msg.SkipAnswer() != nil {
+				return false, false, 0, errRecord
+			}
+			continue
+		}
+		if rh.Type != dnsmessage.TypeSOA {
+			// A transfer must start with an SOA; end it here rather
+			// than wait for one.
+			done = true
+			if p.msg.SkipAnswer() != nil {
+				return false, false, 0, errRecord
+			}
+			continue
+		}
+		soa, err := p.msg.SOAResource()
+		if err != nil {
+			return false, false, 0, errRecord
+		}
+		switch {
+		case !x.started:
+			x.started, x.serial, x.soas = true, soa.Serial, 1
+			// IXFR: a lone SOA means "up to date" (RFC 1995 4).
+			done = x.ixfr && first && k == 0 && be16(msg[6:]) == 1
+		case soa.Serial == x.serial:
+			x.soas++
+			done = (x.soas == 2 && (!x.ixfr || !x.diff)) || x.soas == 3
+		default:
+			x.diff = true
+		}
+	}
+	if p.msg.SkipAllAuthorities() != nil {
+		return false, false, 0, errRecord
+	}
+	_, _, ext, err = p.additionals()
+	if err != nil {
+		return false, false, 0, err
+	}
+	return cnames, done, ext, nil
+
 }
 
 // Answers reports the addresses the last reply frame (of Parse or

@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
 )
@@ -34,6 +35,22 @@ func TestSpecial8(t *testing.T) {
 					w[k] = fill
 				}
 			}
+		}
+	}
+}
+
+// TestPlainPath checks normalPath's copy of plain paths against appendPath
+// on paths that take the copy and on near misses that must not.
+func TestPlainPath(t *testing.T) {
+	for _, in := range []string{
+		"/", "/a", "/a/", "/a/b/c", "/api/v1/users/42/orders?page=2", "/a#frag", "/a.b/c.", "/~u/x-y_z",
+		"//a", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a/.", "/a/..", "/.well-known/x",
+		"/a%2Fb", "/%61", "/a;p=1/b", "/a\\b", "/a?b/../c", "/" + string(bytes.Repeat([]byte("a"), MaxPath)),
+	} {
+		got, gerr := normalPath(nil, []byte(in))
+		want, werr := appendPath(nil, cutQuery([]byte(in)))
+		if !bytes.Equal(got, want) || gerr != werr {
+			t.Errorf("%q: normalPath %q, %v; appendPath %q, %v", in, got, gerr, want, werr)
 		}
 	}
 }

@@ -184,3 +184,30 @@ func FuzzDeny(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainPath checks normalPath, which copies plain paths as they are,
+// against appendPath, which normalises any path: the same result and
+// error for every origin-form target of printable ASCII.
+func FuzzPlainPath(f *testing.F) {
+	for _, c := range pathCases {
+		f.Add([]byte(c.in))
+	}
+	f.Add([]byte("/api/v1/users/42/orders?page=2"))
+	f.Add([]byte("/a/"))
+	f.Add([]byte("/.well-known/x"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 || in[0] != '/' {
+			return
+		}
+		for _, c := range in {
+			if c < 0x21 || c > 0x7e {
+				return
+			}
+		}
+		got, gerr := normalPath(nil, in)
+		want, werr := appendPath(nil, cutQuery(in))
+		if !bytes.Equal(got, want) || gerr != werr {
+			t.Fatalf("%q: normalPath %q, %v; appendPath %q, %v", in, got, gerr, want, werr)
+		}
+	})
+}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
@@ -147,7 +145,12 @@ type headScan struct {
 
 // side is the state of one direction.
 type side struct {
-	head    headScan
+	head headScan
+	// ends holds the offset of the CR ending each complete line of the
+	// head being scanned (ends[0]: the start line's), head.lines of them:
+	// scanHead finds the lines once and request and response do not
+	// look for them again.
+	ends    [MaxHeaders + 1]uint32
 	body    body
 	scratch l7.Frame // receives the fields when Parse is given no Frame
 }
@@ -156,11 +159,12 @@ type side struct {
 //
 // One Parser must see both directions of its connection: the reply side
 // frames a response by the request it answers (HEAD, CONNECT, upgrades).
-// Parse may be called for l7.DirRequest and for l7.DirReply from two
-// goroutines at once (one per direction); calls for one direction must not
-// overlap. Denied (l7.DenyObserver) is called from the request direction's
-// goroutine, after Parse returned the denied frame and before the next
-// request Parse.
+// Like every l7.Parser it is not safe for concurrent use: calls for both
+// directions, and Denied (l7.DenyObserver), must be serialised by the
+// caller (the proxy holds one lock per connection from Parse until the
+// frame is handled); it has no lock of its own. Denied is called after
+// Parse returned the denied request frame and before the next request
+// Parse.
 //
 // Parse keeps its place inside a head between calls: after OpMore the caller
 // passes the same bytes again, extended (the buffer may have moved). An
@@ -180,11 +184,10 @@ type Parser struct {
 	// Reply side only.
 	repErr bool // the response being streamed has a status >= 400
 
-	// Shared between the directions.
-	opaque atomic.Bool // after a 101 or a CONNECT 2xx: OpPass
-	mu     sync.Mutex  // guards the fields below
-	reqs   uint64      // requests forwarded (framed and not denied)
-	reps   uint64      // final responses framed, at most reqs
+	// Shared between the directions (the caller serialises the calls).
+	opaque bool   // after a 101 or a CONNECT 2xx: OpPass
+	reqs   uint64 // requests forwarded (framed and not denied)
+	reps   uint64 // final responses framed, at most reqs
 	ring   [MaxPending]pending
 	head   uint64 // ring[head%MaxPending] is the oldest entry
 	tail   uint64 // ring[tail%MaxPending] is the next free entry
@@ -233,7 +236,7 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 	if f == nil {
 		f = &s.scratch
 	}
-	if p.opaque.Load() {
+	if p.opaque {
 		return l7.OpPass, 0, nil
 	}
 	if s.body.kind != bodyNone {
@@ -264,7 +267,7 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 		}
 		*h = headScan{active: true}
 	}
-	end, more, err := scanHead(data, h, dir == l7.DirRequest)
+	end, more, err := scanHead(data, h, &s.ends, dir == l7.DirRequest)
 	if err != nil {
 		*h = headScan{}
 		return l7.OpMore, 0, err
@@ -273,11 +276,30 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 		h.seen = len(data)
 		return l7.OpMore, more, nil
 	}
+	ends := s.ends[:h.lines]
+	if h.seen > 0 && !endsHold(data, ends) {
+		// Not the bytes of the last call extended, against the contract:
+		// scan this head from its start (what was checked before may
+		// differ too).
+		*h = headScan{active: true}
+		return p.Parse(dir, data, f)
+	}
 	*h = headScan{}
 	if dir == l7.DirRequest {
-		return p.request(data[:end], f)
+		return p.request(data[:end], ends, f)
 	}
-	return p.response(data[:end], f)
+	return p.response(data[:end], ends, f)
+}
+
+// endsHold reports whether the line ends recorded by earlier calls are
+// still CRLFs of data.
+func endsHold(data []byte, ends []uint32) bool {
+	for _, e := range ends {
+		if int(e)+1 >= len(data) || data[e] != '\r' || data[e+1] != '\n' {
+			return false
+		}
+	}
+	return true
 }
 
 // scanHead checks the bytes of a head as they arrive, in order, and finds
@@ -285,8 +307,9 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 // byte (the request line no byte outside printable ASCII) and the limits
 // hold. Each check depends only on the bytes up to the one checked, so a
 // prefix of the input never gives another answer than the whole but
-// OpMore. It returns the head's length, or more > 0.
-func scanHead(data []byte, h *headScan, request bool) (end, more int, err error) {
+// OpMore. It returns the head's length, or more > 0, and records where
+// each complete line ends in ends[:h.lines].
+func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bool) (end, more int, err error) {
 	i := h.pos
 	for i < len(data) {
 		// Fast path: skip the bytes that need no more than a table check;
@@ -329,10 +352,11 @@ func scanHead(data []byte, h *headScan, request bool) (end, more int, err error)
 				}
 				return i + 2, 0, nil
 			}
-			h.lines++
-			if h.lines > MaxHeaders+1 {
+			if h.lines >= MaxHeaders+1 {
 				return 0, 0, errTooManyHdrs
 			}
+			ends[h.lines] = uint32(i)
+			h.lines++
 			i += 2
 			h.lineStart = i
 			continue
@@ -394,21 +418,10 @@ var requestLineByte = func() (t [256]bool) {
 	return t
 }()
 
-// lines iterates over the header lines of a complete, scanned head (after
-// its start line): next returns the next line without its CRLF.
-type lines struct {
-	head []byte
-	pos  int
-}
-
-func (l *lines) next() ([]byte, bool) {
-	if l.pos >= len(l.head)-2 {
-		return nil, false
-	}
-	e := bytes.IndexByte(l.head[l.pos:], '\r')
-	line := l.head[l.pos : l.pos+e]
-	l.pos += e + 2
-	return line, true
+// headLine returns line k (k >= 1, a header line) of a complete, scanned head
+// without its CRLF; ends are the offsets of the lines' CRs (scanHead).
+func headLine(head []byte, ends []uint32, k int) []byte {
+	return head[ends[k-1]+2 : ends[k]]
 }
 
 // field splits a header line into name and value (OWS trimmed): the name
@@ -437,11 +450,11 @@ func field(line []byte) (name, value []byte, err error) {
 	return line[:colon], v, nil
 }
 
-// request decodes a complete request head and fills f.
-func (p *Parser) request(head []byte, f *l7.Frame) (l7.Op, int, error) {
+// request decodes a complete request head and fills f; ends are the
+// offsets of its lines' CRs.
+func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, error) {
 	p.last.valid = false
-	le := bytes.IndexByte(head, '\r')
-	line := head[:le]
+	line := head[:ends[0]]
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 {
 		return l7.OpMore, 0, errRequestLine
@@ -474,45 +487,54 @@ func (p *Parser) request(head []byte, f *l7.Frame) (l7.Op, int, error) {
 		length                 int64
 		connUpgrade, upgrading bool
 	)
-	ls := lines{head: head, pos: le + 2}
-	for {
-		line, ok := ls.next()
-		if !ok {
-			break
-		}
-		name, value, err := field(line)
+	for k := 1; k < len(ends); k++ {
+		name, value, err := field(headLine(head, ends, k))
 		if err != nil {
 			return l7.OpMore, 0, err
 		}
-		switch {
-		case equalFold(name, "host"):
+		// The length picks the candidates (most fields are none).
+		switch len(name) {
+		case len("host"):
+			if !equalFold(name, "host") {
+				continue
+			}
 			if hostSeen {
 				return l7.OpMore, 0, errDupHost
 			}
 			hostSeen, host = true, value
-		case equalFold(name, "content-length"):
-			if clSeen {
-				return l7.OpMore, 0, errDupLength
+		case len("content-length"):
+			switch {
+			case equalFold(name, "content-length"):
+				if clSeen {
+					return l7.OpMore, 0, errDupLength
+				}
+				clSeen = true
+				if length, err = parseLength(value); err != nil {
+					return l7.OpMore, 0, err
+				}
+			case equalFold(name, "content_length"):
+				// Some servers and gateways read "_" as "-" (CGI-style
+				// variable names); the parser would not.
+				return l7.OpMore, 0, errHeader
 			}
-			clSeen = true
-			if length, err = parseLength(value); err != nil {
-				return l7.OpMore, 0, err
+		case len("transfer-encoding"):
+			switch {
+			case equalFold(name, "transfer-encoding"):
+				if te || !equalFold(value, "chunked") {
+					return l7.OpMore, 0, errBadTE
+				}
+				te = true
+			case equalFold(name, "transfer_encoding"):
+				return l7.OpMore, 0, errHeader
 			}
-		case equalFold(name, "transfer-encoding"):
-			if te || !equalFold(value, "chunked") {
-				return l7.OpMore, 0, errBadTE
-			}
-			te = true
-		case equalFold(name, "connection"):
-			if hasToken(value, "upgrade") {
+		case len("connection"):
+			if equalFold(name, "connection") && hasToken(value, "upgrade") {
 				connUpgrade = true
 			}
-		case equalFold(name, "upgrade"):
-			upgrading = upgrading || len(value) > 0
-		case equalFold(name, "content_length"), equalFold(name, "transfer_encoding"):
-			// Some servers and gateways read "_" as "-" (CGI-style
-			// variable names); the parser would not.
-			return l7.OpMore, 0, errHeader
+		case len("upgrade"):
+			if equalFold(name, "upgrade") {
+				upgrading = upgrading || len(value) > 0
+			}
 		}
 	}
 	switch {
@@ -555,7 +577,7 @@ func (p *Parser) request(head []byte, f *l7.Frame) (l7.Op, int, error) {
 		}
 		res = append(p.path[:0], '*')
 	case target[0] == '/':
-		if res, err = appendPath(p.path[:0], cutQuery(target)); err != nil {
+		if res, err = normalPath(p.path[:0], target); err != nil {
 			return l7.OpMore, 0, err
 		}
 	default:
@@ -596,18 +618,15 @@ func (p *Parser) request(head []byte, f *l7.Frame) (l7.Op, int, error) {
 
 // push records a forwarded request for the reply side.
 func (p *Parser) push(kind uint8) error {
-	p.mu.Lock()
 	seq := p.reqs
 	if kind != 0 {
 		if p.tail-p.head >= MaxPending {
-			p.mu.Unlock()
 			return errTooPending
 		}
 		p.ring[p.tail%MaxPending] = pending{seq: seq, kind: kind}
 		p.tail++
 	}
 	p.reqs++
-	p.mu.Unlock()
 	p.last.valid, p.last.pushed, p.last.seq = true, kind != 0, seq
 	return nil
 }
@@ -622,7 +641,6 @@ func (p *Parser) Denied(*l7.Frame) {
 		return
 	}
 	p.last.valid = false
-	p.mu.Lock()
 	if p.reqs > 0 {
 		p.reqs--
 	}
@@ -632,14 +650,11 @@ func (p *Parser) Denied(*l7.Frame) {
 	if p.reps > p.reqs {
 		p.reps = p.reqs
 	}
-	p.mu.Unlock()
 }
 
 // pop returns the kind of the request a final response answers (zero for
 // a plain request, or for a response nothing asked for).
 func (p *Parser) pop() uint8 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.reps >= p.reqs {
 		return 0 // unsolicited (a 408 before closing, say)
 	}
@@ -659,10 +674,10 @@ func (p *Parser) pop() uint8 {
 	return kind
 }
 
-// response decodes a complete response head.
-func (p *Parser) response(head []byte, f *l7.Frame) (l7.Op, int, error) {
-	le := bytes.IndexByte(head, '\r')
-	line := head[:le]
+// response decodes a complete response head; ends are the offsets of its
+// lines' CRs.
+func (p *Parser) response(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, error) {
+	line := head[:ends[0]]
 	// HTTP-version SP 3DIGIT [SP reason-phrase]; a missing SP before an
 	// empty reason is accepted.
 	if len(line) < 12 || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
@@ -684,13 +699,8 @@ func (p *Parser) response(head []byte, f *l7.Frame) (l7.Op, int, error) {
 		clSeen, te, chunked bool
 		length              int64
 	)
-	ls := lines{head: head, pos: le + 2}
-	for {
-		line, ok := ls.next()
-		if !ok {
-			break
-		}
-		name, value, err := field(line)
+	for k := 1; k < len(ends); k++ {
+		name, value, err := field(headLine(head, ends, k))
 		if err != nil {
 			return l7.OpMore, 0, err
 		}
@@ -720,7 +730,7 @@ func (p *Parser) response(head []byte, f *l7.Frame) (l7.Op, int, error) {
 			if p.pop()&kindUpgrade == 0 {
 				return l7.OpMore, 0, errSwitch
 			}
-			p.opaque.Store(true)
+			p.opaque = true
 			return l7.OpFrame, len(head), nil
 		}
 		f.Partial = true // interim: the final response follows
@@ -729,7 +739,7 @@ func (p *Parser) response(head []byte, f *l7.Frame) (l7.Op, int, error) {
 	kind := p.pop()
 	switch {
 	case kind&kindConnect != 0 && status < 300:
-		p.opaque.Store(true)
+		p.opaque = true
 		return l7.OpFrame, len(head), nil
 	case kind&kindHead != 0 || status == 204 || status == 304:
 		return l7.OpFrame, len(head), nil
@@ -1000,6 +1010,7 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 		return dst[:0], nil, nil
 	}
 	h := a
+	lowered := false
 	if a[0] == '[' {
 		k := bytes.IndexByte(a, ']')
 		if k < 2 {
@@ -1024,14 +1035,25 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 		if len(h) > 1 && h[len(h)-1] == '.' {
 			h = h[:len(h)-1]
 		}
-		if len(h) == 0 || h[0] == '.' || h[len(h)-1] == '.' || bytes.Contains(h, doubleDot) {
+		if len(h) == 0 || h[0] == '.' || h[len(h)-1] == '.' {
 			return nil, nil, errHost
 		}
-		for _, c := range h {
-			if !isHostChar(c) {
+		// One pass checks the bytes, refuses an empty label and, when
+		// the host fits, writes it lower-cased.
+		fits := len(h) <= cap(dst)
+		out := dst[:cap(dst)]
+		prev := byte(0)
+		for i, c := range h {
+			l := hostLower[c]
+			if l == 0 || c == '.' && prev == '.' {
 				return nil, nil, errHost
 			}
+			prev = c
+			if fits {
+				out[i] = l
+			}
 		}
+		lowered = fits
 	}
 	if len(port) > 5 || (needPort && len(port) == 0) {
 		return nil, nil, errHost
@@ -1044,6 +1066,9 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 	if len(h) > MaxHost {
 		return nil, nil, errHostTooLong
 	}
+	if lowered {
+		return dst[:len(h)], port, nil
+	}
 	dst = dst[:0]
 	for _, c := range h {
 		if 'A' <= c && c <= 'Z' {
@@ -1054,12 +1079,22 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 	return dst, port, nil
 }
 
-var doubleDot = []byte("..")
+func isHostChar(c byte) bool { return hostLower[c] != 0 }
 
-func isHostChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
+// hostLower maps the bytes a reg-name may hold (letters, digits, "-",
+// ".", "_", "~") to their lower case, and every other byte to 0.
+var hostLower = func() (t [256]byte) {
+	for c := range t {
+		b := byte(c)
+		switch {
+		case 'A' <= b && b <= 'Z':
+			t[c] = b + 'a' - 'A'
+		case 'a' <= b && b <= 'z', '0' <= b && b <= '9', b == '-', b == '.', b == '_', b == '~':
+			t[c] = b
+		}
+	}
+	return t
+}()
 
 // tokenChars marks tchar (RFC 9110 5.6.2).
 var tokenChars = func() (t [256]bool) {

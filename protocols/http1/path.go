@@ -37,8 +37,43 @@ func AppendNormalizedPath(dst, target []byte) ([]byte, error) {
 			return dst, errPathChar
 		}
 	}
-	return appendPath(dst, cutQuery(target))
+	return normalPath(dst, target)
 }
+
+// normalPath appends the normal form of target, an origin-form target
+// (starting with "/", printable ASCII) with or without a query, to dst.
+// A plain path, the usual case, is its own normal form and is copied in
+// one pass: no byte to decode, encode or cut at (see pathPlain), no empty
+// segment but a final one ("//"), no segment starting with a dot ("/.",
+// which "." and ".." segments do). Any other goes through appendPath.
+func normalPath(dst, target []byte) ([]byte, error) {
+	prev := byte(0)
+	n := len(target)
+	for i, c := range target {
+		if c == '?' || c == '#' {
+			n = i
+			break
+		}
+		if !pathPlain[c] || prev == '/' && (c == '/' || c == '.') {
+			return appendPath(dst, cutQuery(target))
+		}
+		prev = c
+	}
+	if n > MaxPath {
+		return appendPath(dst, target[:n])
+	}
+	return append(dst, target[:n]...), nil
+}
+
+// pathPlain marks the bytes a plain path holds as they are: printable
+// ASCII but "%" (decoded), ";" (starts path parameters) and "\"
+// (written encoded).
+var pathPlain = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		t[c] = c != '%' && c != ';' && c != '\\'
+	}
+	return t
+}()
 
 // appendPath appends the normal form of raw, a path starting with "/"
 // without query, to dst; it writes at most MaxPath bytes, so a dst with

@@ -283,13 +283,21 @@ func (r *relay) serve(client net.Conn) {
 	_ = up.SetDeadline(deadline)
 	p := NewParser()
 	var wmu sync.Mutex // serialises writes to the client
+	// pmu serialises the parser's calls, as the proxy's lock does (the
+	// parser serves both directions and has no lock of its own).
+	var pmu sync.Mutex
+	parse := func(dir l7.Dir, buf []byte, f *l7.Frame) (l7.Op, int, error) {
+		pmu.Lock()
+		defer pmu.Unlock()
+		return p.Parse(dir, buf, f)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer up.(*net.UnixConn).CloseWrite()
 		var f l7.Frame
 		dropping := false
 		r.pump(client, func(buf []byte) (int, bool) {
-			op, n, err := p.Parse(l7.DirRequest, buf, &f)
+			op, n, err := parse(l7.DirRequest, buf, &f)
 			switch {
 			case err != nil:
 				r.fail(fmt.Errorf("request: %w", err))
@@ -305,7 +313,9 @@ func (r *relay) serve(client net.Conn) {
 					// curl waits for each response, so nothing is
 					// pending: the denial goes out at once.
 					r.denied.Add(1)
+					pmu.Lock()
 					p.Denied(&f)
+					pmu.Unlock()
 					wmu.Lock()
 					client.Write(Deny(nil, &f, "l7_not_allowed"))
 					wmu.Unlock()
@@ -325,7 +335,7 @@ func (r *relay) serve(client net.Conn) {
 		defer client.(*net.TCPConn).CloseWrite()
 		var f l7.Frame
 		r.pump(up, func(buf []byte) (int, bool) {
-			op, n, err := p.Parse(l7.DirReply, buf, &f)
+			op, n, err := parse(l7.DirReply, buf, &f)
 			switch {
 			case err != nil:
 				r.fail(fmt.Errorf("reply: %w", err))

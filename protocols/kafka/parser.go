@@ -269,8 +269,12 @@ func (p *Parser) walkRequest(msg []byte, hdrEnd int, key, ver int16, schema []fi
 			return err
 		}
 	}
-	if err := w.walk(schema, 0); err != nil {
+	if fast, err := w.fastWalk(); err != nil {
 		return err
+	} else if !fast {
+		if err := w.walk(schema, 0); err != nil {
+			return err
+		}
 	}
 	if w.r.pos != w.r.end {
 		return errTrailing

@@ -172,7 +172,11 @@ func (f *Frame) Reset(d Dir) {
 
 // Parser decodes the messages of one connection. One per connection, not
 // safe for concurrent use; it may keep state between calls (for example a
-// handshake phase), and it must accept its input split at any byte.
+// handshake phase), and it must accept its input split at any byte. One
+// parser serves both directions of its connection: callers serialise all
+// its calls, Parse in either direction and the optional interfaces'
+// methods (DenyObserver, Multiplexer), as the proxy does with one lock per
+// connection; parsers need no lock of their own.
 //
 // Parse decodes the message at the front of data. It returns OpMore and how
 // many more bytes it needs at least, OpFrame and the message's length, or

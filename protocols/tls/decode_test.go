@@ -2,6 +2,7 @@ package tls
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +47,71 @@ func TestDecodeHead(t *testing.T) {
 			t.Fatalf("%x: decodeHead left %+v %#x, decodeHeadSplit %+v %#x", b, c1, h1.version, c2, h2.version)
 		}
 	}
+}
+
+// extBlocks are extension blocks around what extensionsFlat reads: good
+// and bad server_name and ALPN extensions, duplicates, names of every
+// kind, lengths that run past the block, and every prefix of each.
+func extBlocks() [][]byte {
+	long := strings.Repeat("a", 63)
+	whole := [][]byte{
+		cat(sniExt("Example.COM."), alpnExt("h2", "http/1.1")),
+		cat(ext(0x0a0a), sniExt("a.test"), ext(0x002b, []byte{2, 3, 4}), alpnExt("x")),
+		cat(sniExt("a.test"), sniExt("b.test")),
+		cat(alpnExt("h2"), alpnExt("h2")),
+		sniExt("a.test", "b.test"),
+		ext(extServerName, vec16(hostEntry(1, "other"), hostEntry(0, "a.test"))),
+		ext(extServerName, vec16()),
+		ext(extServerName, be16(9), hostEntry(0, "a")),
+		ext(extServerName, vec16(hostEntry(0, ""))),
+		ext(extALPN, vec16()),
+		ext(extALPN, vec16(vec8())),
+		ext(extALPN, be16(7), vec8([]byte("h2"))),
+		sniExt(long + "." + long),
+		sniExt(long + "a.b"),
+		sniExt("a..b"), sniExt(".a"), sniExt("a b"), sniExt("."), sniExt("a_b-c.D9"),
+		sniExt(strings.Repeat("a.", 127)),
+		sniExt(strings.Repeat("a.", 126) + "bb"),
+		alpnExt(strings.Repeat("p", 255)),
+		{0, 0, 0},
+		{0, 0, 0, 9, 1},
+	}
+	var bs [][]byte
+	for _, b := range whole {
+		for cut := 0; cut <= len(b); cut++ {
+			bs = append(bs, b[:cut])
+		}
+	}
+	return bs
+}
+
+// TestExtensionsFlat checks the in-place reading of the extensions
+// against the cursor's: the same error, server name and ALPN.
+func TestExtensionsFlat(t *testing.T) {
+	for _, b := range extBlocks() {
+		checkExtensionsFlat(t, b)
+	}
+}
+
+func checkExtensionsFlat(t *testing.T, b []byte) {
+	t.Helper()
+	var p1, p2 Parser
+	var h1, h2 fields
+	err1 := p1.extensionsFlat(b, &h1)
+	c := cursor{data: b, left: len(b), rem: len(b)}
+	err2 := p2.extensions(&c, &h2)
+	if err1 != err2 {
+		t.Fatalf("%x: extensionsFlat: %v, extensions: %v", b, err1, err2)
+	}
+	if err1 == nil && (!bytes.Equal(h1.sni, h2.sni) || !bytes.Equal(h1.alpn, h2.alpn) || (h1.sni == nil) != (h2.sni == nil) || (h1.alpn == nil) != (h2.alpn == nil)) {
+		t.Fatalf("%x: extensionsFlat %q %q, extensions %q %q", b, h1.sni, h1.alpn, h2.sni, h2.alpn)
+	}
+}
+
+// FuzzExtensionsFlat is TestExtensionsFlat on any extension block.
+func FuzzExtensionsFlat(f *testing.F) {
+	for _, b := range extBlocks() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkExtensionsFlat(t, b) })
 }

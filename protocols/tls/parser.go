@@ -349,7 +349,116 @@ func (p *Parser) decode(c *cursor, h *fields) error {
 	if !ok || el != c.rem {
 		return errExtensions
 	}
+	if c.left >= c.rem {
+		// The extensions are all in the current record (the common
+		// case): walk them in place.
+		return p.extensionsFlat(c.data[c.off:c.off+c.rem], h)
+	}
 	return p.extensions(c, h)
+}
+
+// extensionsFlat is extensions over b, the rest of the hello, held in one
+// record: the same checks and errors in the same order, with the offsets
+// in locals rather than in a cursor.
+func (p *Parser) extensionsFlat(b []byte, h *fields) error {
+	var seenSNI, seenALPN bool
+	for i := 0; i < len(b); {
+		if len(b)-i < 4 {
+			return errExtensions
+		}
+		typ, l := int(b[i])<<8|int(b[i+1]), int(b[i+2])<<8|int(b[i+3])
+		i += 4
+		if l > len(b)-i {
+			return errExtensions
+		}
+		switch typ {
+		case extServerName:
+			if seenSNI {
+				return errDuplicate
+			}
+			seenSNI = true
+			if err := p.serverNameFlat(b[i:i+l], h); err != nil {
+				return err
+			}
+		case extALPN:
+			if seenALPN {
+				return errDuplicate
+			}
+			seenALPN = true
+			if err := p.protocolsFlat(b[i:i+l], h); err != nil {
+				return err
+			}
+		}
+		i += l
+	}
+	return nil
+}
+
+// serverNameFlat is serverName over the extension's bytes b.
+func (p *Parser) serverNameFlat(b []byte, h *fields) error {
+	if len(b) < 2 {
+		return errServerName
+	}
+	ll := int(b[0])<<8 | int(b[1])
+	b = b[2:]
+	if ll != len(b) || ll == 0 {
+		return errServerName
+	}
+	for len(b) > 0 {
+		if len(b) < 3 {
+			return errServerName
+		}
+		t, nl := b[0], int(b[1])<<8|int(b[2])
+		b = b[3:]
+		if nl == 0 || nl > len(b) {
+			return errServerName
+		}
+		entry := b[:nl]
+		b = b[nl:]
+		if t != 0 {
+			continue
+		}
+		if h.sni != nil {
+			return errServerName
+		}
+		if nl > MaxServerName+1 { // a final dot is dropped
+			return errHostNameTooLong
+		}
+		name := p.sni[:nl]
+		copy(name, entry)
+		name, err := hostName(name)
+		if err != nil {
+			return err
+		}
+		h.sni = name
+	}
+	return nil
+}
+
+// protocolsFlat is protocols over the extension's bytes b.
+func (p *Parser) protocolsFlat(b []byte, h *fields) error {
+	if len(b) < 2 {
+		return errALPN
+	}
+	ll := int(b[0])<<8 | int(b[1])
+	b = b[2:]
+	if ll != len(b) || ll == 0 {
+		return errALPN
+	}
+	for len(b) > 0 {
+		pl := int(b[0])
+		b = b[1:]
+		if pl == 0 || pl > len(b) {
+			return errALPN
+		}
+		if h.alpn == nil {
+			name := p.alpn[:pl:pl]
+			copy(name, b)
+			h.alpn = name
+		}
+		b = b[pl:]
+	}
+	return nil
 }
 
 // decodeHead reads the ClientHello up to its extensions from b, the rest
@@ -544,24 +653,19 @@ func hostName(name []byte) ([]byte, error) {
 	}
 	label := 0
 	for i, c := range name {
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-			label++
-		case 'A' <= c && c <= 'Z':
-			name[i] = c + 'a' - 'A'
-			label++
-		case c == '.':
+		if c == '.' {
 			if label == 0 {
 				return nil, errHostName
 			}
 			label = 0
 			continue
-		default:
+		}
+		l := labelByte[c]
+		if l == 0 || label == 63 {
 			return nil, errHostName
 		}
-		if label > 63 {
-			return nil, errHostName
-		}
+		name[i] = l
+		label++
 	}
 	if label == 0 {
 		return nil, errHostName
@@ -571,6 +675,21 @@ func hostName(name []byte) ([]byte, error) {
 	}
 	return name[:len(name):len(name)], nil
 }
+
+// labelByte maps the bytes a label may hold (letters, digits, '-', '_')
+// to their lower case, and every other byte to 0.
+var labelByte = func() (t [256]byte) {
+	for c := range t {
+		b := byte(c)
+		switch {
+		case 'A' <= b && b <= 'Z':
+			t[c] = b + 'a' - 'A'
+		case 'a' <= b && b <= 'z', '0' <= b && b <= '9', b == '-', b == '_':
+			t[c] = b
+		}
+	}
+	return t
+}()
 
 // protocols reads an ALPN extension (RFC 7301 3.1): a non-empty list of
 // non-empty protocol names, the first of which counts.
