@@ -152,7 +152,15 @@ func validate(o Options) error {
 // checkSubnetFree refuses a subnet that an interface of the machine already
 // has an address in (another lab, or a real network).
 func checkSubnetFree(p netip.Prefix) error {
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	var addrs []netlink.Addr
+	var err error
+	for range 5 { // a dump interrupted by links changing meanwhile: again
+		addrs, err = netlink.AddrList(nil, netlink.FAMILY_V4)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
 )
 
@@ -322,7 +321,7 @@ func assertGone(t *testing.T, prefix string) {
 			t.Errorf("namespace left behind: %s", line)
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
 		t.Fatal(err)
 	}

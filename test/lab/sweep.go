@@ -47,7 +47,7 @@ func Sweep(prefix string) error {
 			}
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list links: %w", err))
 	}
@@ -172,4 +172,20 @@ func tempPrefix(prefix string) string { return "bulkhead-lab-" + prefix + "-" }
 
 func netipToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// listLinks lists the host's links. A dump the kernel interrupted because
+// links changed meanwhile (other labs, or tests, create and delete links
+// in parallel) is asked again, a few times.
+func listLinks() ([]netlink.Link, error) {
+	var err error
+	for range 5 {
+		var links []netlink.Link
+		links, err = netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return links, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, err
 }
