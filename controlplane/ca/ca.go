@@ -32,6 +32,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bulkhead-io/bulkhead/internal/atomicfile"
 )
 
 // Defaults of Options.
@@ -139,7 +141,7 @@ func Open(opts Options, log *slog.Logger) (*CA, error) {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	if opts.Dir != "" {
-		if err := writeFile(filepath.Join(opts.Dir, CertFile), c.bundle, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(opts.Dir, CertFile), c.bundle, 0o644); err != nil {
 			return nil, fmt.Errorf("ca: write bundle: %w", err)
 		}
 	}
@@ -232,7 +234,7 @@ func (c *CA) create(keyPath string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
 	c.cert, c.key = cert, key
@@ -474,30 +476,4 @@ func newSerial() (*big.Int, error) {
 		return nil, fmt.Errorf("serial: %w", err)
 	}
 	return n.Add(n, big.NewInt(1)), nil
-}
-
-// writeFile writes data atomically (temp file, fsync, rename).
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

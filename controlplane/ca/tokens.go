@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/bulkhead-io/bulkhead/internal/atomicfile"
 )
 
 // Authenticator checks the credential of an Issue request: nil when token
@@ -100,7 +102,7 @@ func LoadTokens(dir, path string) (*Tokens, error) {
 			return nil, fmt.Errorf("ca: bootstrap token: %w", err)
 		}
 		data = []byte(hex.EncodeToString(b[:]) + "\n")
-		if err := writeFile(p, data, 0o600); err != nil {
+		if err := atomicfile.Write(p, data, 0o600); err != nil {
 			return nil, fmt.Errorf("ca: bootstrap token: %w", err)
 		}
 	} else if err != nil {

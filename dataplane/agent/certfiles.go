@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/bulkhead-io/bulkhead/internal/atomicfile"
 )
 
 // Files WriteCertificates keeps in its folder (the names
@@ -82,35 +84,9 @@ func writeCertFiles(dir string, cert *tls.Certificate, bundle []byte) error {
 		if len(f.data) == 0 {
 			return fmt.Errorf("%s: nothing to write", f.name)
 		}
-		if err := replaceFile(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, f.perm); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// replaceFile writes data to a temporary file beside path and renames it.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

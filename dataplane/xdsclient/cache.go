@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
+	"github.com/bulkhead-io/bulkhead/internal/atomicfile"
 )
 
 // CacheFile is the name of the last good configuration inside CacheDir.
@@ -180,39 +181,9 @@ func writeCache(dir string, pol *policyEntry, ids map[string]*identityEntry) err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("xdsclient: write cache: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+CacheFile+".*.tmp")
-	if err != nil {
+	// 0600: the cache holds the segment's whole policy.
+	if err := atomicfile.Write(filepath.Join(dir, CacheFile), data, 0o600); err != nil {
 		return fmt.Errorf("xdsclient: write cache: %w", err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("xdsclient: write cache: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("xdsclient: write cache: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("xdsclient: write cache: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, CacheFile)); err != nil {
-		os.Remove(tmp.Name())
-		done = true
-		return fmt.Errorf("xdsclient: write cache: %w", err)
-	}
-	done = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("xdsclient: write cache: sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("xdsclient: write cache: sync dir: %w", err)
 	}
 	return nil
 }

@@ -55,7 +55,8 @@ func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, modu
 
 // TestImportGraph enforces DESIGN.md: protocols import nothing of ours but
 // protocols/l7 (and protocols/all the protocols; see protocolBuildsOn); the data plane imports
-// nothing of the control plane but its api, and nothing of Kubernetes.
+// nothing of the control plane but its api, and nothing of Kubernetes;
+// internal/ holds standard-library-only helpers both planes share.
 func TestImportGraph(t *testing.T) {
 	for _, p := range listPackages(t) {
 		r := rel(p.path)
@@ -71,11 +72,16 @@ func TestImportGraph(t *testing.T) {
 					t.Errorf("%s imports %s: a protocol may import only protocols/l7 and the shared lexers", r, ir)
 				}
 			case strings.HasPrefix(r, "dataplane/"):
-				if ours && !strings.HasPrefix(ir, "dataplane/") && !strings.HasPrefix(ir, "protocols/") && !strings.HasPrefix(ir, "controlplane/api/bulkheadv1") {
-					t.Errorf("%s imports %s: the data plane may import only dataplane/, protocols/ and controlplane/api/bulkheadv1", r, ir)
+				if ours && !strings.HasPrefix(ir, "dataplane/") && !strings.HasPrefix(ir, "protocols/") && !strings.HasPrefix(ir, "controlplane/api/bulkheadv1") && !strings.HasPrefix(ir, "internal/") {
+					t.Errorf("%s imports %s: the data plane may import only dataplane/, protocols/, controlplane/api/bulkheadv1 and internal/", r, ir)
 				}
 				if strings.HasPrefix(imp, "k8s.io/") || strings.HasPrefix(imp, "sigs.k8s.io/") {
 					t.Errorf("%s imports %s: the data plane must not depend on Kubernetes", r, imp)
+				}
+			case strings.HasPrefix(r, "internal/"):
+				// Leaf helpers both planes share: the standard library only.
+				if ours {
+					t.Errorf("%s imports %s: internal/ packages may import only the standard library", r, ir)
 				}
 			case strings.HasPrefix(r, "controlplane/"):
 				if ours && (strings.HasPrefix(ir, "dataplane/") || strings.HasPrefix(ir, "cmd/") || strings.HasPrefix(ir, "test/")) {
