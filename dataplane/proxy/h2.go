@@ -98,20 +98,8 @@ func (s *session) h2Requests(buf []byte) (consumed, need int, err error) {
 	for off < len(buf) {
 		s.pmu.Lock()
 		op, n, perr := s.parser.Parse(l7.DirRequest, buf[off:], f)
-		if perr != nil || op == l7.OpMore || op == l7.OpPass {
+		if need, err = parsed(op, n, len(buf)-off, perr); need > 0 || err != nil {
 			s.pmu.Unlock()
-			if perr != nil {
-				err = perr
-			} else if op == l7.OpMore {
-				need = max(n, 1)
-			} else {
-				err = errPass
-			}
-			break
-		}
-		if n <= 0 || n > len(buf)-off || (op != l7.OpFrame && op != l7.OpSkip) {
-			s.pmu.Unlock()
-			err = errParser
 			break
 		}
 		st := h.mux.Stream(l7.DirRequest)
@@ -296,20 +284,7 @@ func (s *session) h2Replies(buf []byte) (consumed, need int, err error) {
 		op, n, perr := s.parser.Parse(l7.DirReply, buf[off:], f)
 		st := h.mux.Stream(l7.DirReply)
 		s.pmu.Unlock()
-		if perr != nil {
-			err = perr
-			break
-		}
-		if op == l7.OpMore {
-			need = max(n, 1)
-			break
-		}
-		if op == l7.OpPass {
-			err = errPass
-			break
-		}
-		if n <= 0 || n > len(buf)-off || (op != l7.OpFrame && op != l7.OpSkip) {
-			err = errParser
+		if need, err = parsed(op, n, len(buf)-off, perr); need > 0 || err != nil {
 			break
 		}
 		switch {

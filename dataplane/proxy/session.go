@@ -53,6 +53,25 @@ var (
 	errFinal = errors.New("proxy: final deny reply written")
 )
 
+// parsed checks what Parse returned for an input of rest bytes and says
+// whether the loop over the buffer ends here: need > 0 (OpMore: that many
+// more bytes at least), or err (the parser's error, errPass for OpPass,
+// errParser for a length out of range or an op it may not return). Both
+// zero: op is OpFrame or OpSkip of n bytes, 0 < n <= rest.
+func parsed(op l7.Op, n, rest int, perr error) (need int, err error) {
+	switch {
+	case perr != nil:
+		return 0, perr
+	case op == l7.OpMore:
+		return max(n, 1), nil
+	case op == l7.OpPass:
+		return 0, errPass
+	case n <= 0 || n > rest || (op != l7.OpFrame && op != l7.OpSkip):
+		return 0, errParser
+	}
+	return 0, nil
+}
+
 // noTag is headTag when no denial waits.
 const noTag = math.MaxUint64
 
@@ -808,20 +827,8 @@ func (s *session) requests(buf []byte) (consumed, need int, err error) {
 	for off < len(buf) {
 		s.pmu.Lock()
 		op, n, perr := s.parser.Parse(l7.DirRequest, buf[off:], f)
-		if perr != nil || op == l7.OpMore || op == l7.OpPass {
+		if need, err = parsed(op, n, len(buf)-off, perr); need > 0 || err != nil {
 			s.pmu.Unlock()
-			if perr != nil {
-				err = perr
-			} else if op == l7.OpMore {
-				need = max(n, 1)
-			} else {
-				err = errPass
-			}
-			break
-		}
-		if n <= 0 || n > len(buf)-off || (op != l7.OpFrame && op != l7.OpSkip) {
-			s.pmu.Unlock()
-			err = errParser
 			break
 		}
 		if op == l7.OpSkip {
@@ -1027,20 +1034,7 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 			s.answers.Answers(s.onAnswer)
 		}
 		s.pmu.Unlock()
-		if perr != nil {
-			err = perr
-			break
-		}
-		if op == l7.OpMore {
-			need = max(n, 1)
-			break
-		}
-		if op == l7.OpPass {
-			err = errPass
-			break
-		}
-		if n <= 0 || n > len(buf)-off {
-			err = errParser
+		if need, err = parsed(op, n, len(buf)-off, perr); need > 0 || err != nil {
 			break
 		}
 		switch op {
@@ -1064,11 +1058,6 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 				s.pushSeen = true
 				s.markUnordered()
 			}
-		default:
-			err = errParser
-		}
-		if err != nil {
-			break
 		}
 		off += n
 	}
