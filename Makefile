@@ -8,8 +8,10 @@ PKGS  := ./...
 
 all: build
 
+# Static, path-free binaries, as a container image ships them: without cgo
+# the proxy maps no libc (about 1 MiB less resident at start).
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 # The whole suite: unit, parser, allocation and end-to-end tests (root, real
 # redis-server/redis-cli, network namespaces, iptables). Ends with a summary.

@@ -19,17 +19,16 @@ import (
 
 // Ports and CPUs of the layout.
 const (
-	redisPort  = 6379
-	iperfPort  = 5201
-	proxyPort  = 15006 // the redirect's target: bulkhead-proxy's or haproxy's listener
-	adminPort  = 15090 // bulkhead-proxy's admin port, excluded from the redirect
-	loadCPU    = "0"   // load generator and server
-	proxyCPU   = "1"   // the proxy under test
-	nodeID     = "server.bench"
-	maxConns   = 40_000 // proxies' and redis's connection limit, when the open-file limit allows
-	waitTime   = 15 * time.Second
-	toolLimit  = 5 * time.Minute // one load tool run
-	settleTime = time.Second     // before reading an idle proxy's memory
+	redisPort = 6379
+	iperfPort = 5201
+	proxyPort = 15006 // the redirect's target: bulkhead-proxy's or haproxy's listener
+	adminPort = 15090 // bulkhead-proxy's admin port, excluded from the redirect
+	loadCPU   = "0"   // load generator and server
+	proxyCPU  = "1"   // the proxy under test
+	nodeID    = "server.bench"
+	maxConns  = 40_000 // proxies' and redis's connection limit, when the open-file limit allows
+	waitTime  = 15 * time.Second
+	toolLimit = 5 * time.Minute // one load tool run
 )
 
 // tools are the programs a run needs, with the Debian package of each.

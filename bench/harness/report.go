@@ -135,6 +135,10 @@ type IdlePoint struct {
 	// goroutines, from the proxy's /metrics.
 	GoHeap, GoStack int64
 	Goroutines      int
+	// Settle is how long the harness waited for the proxy to settle
+	// before reading (settle); Settled is false when it gave up.
+	Settle  time.Duration
+	Settled bool
 }
 
 // PerConn is the memory each idle connection adds, in bytes, between the
@@ -325,7 +329,7 @@ func (r *Report) Markdown() []byte {
 			}
 			w("\n**Cut:** %s connections would need twice as many descriptors in the proxy, above this machine's open-file limit of %s, which the harness cannot raise (no CAP_SYS_RESOURCE); measured at the most that fits instead. The per-connection figure is a slope and does not depend on the count.\n", strings.Join(cut, ", "), count(int(r.FDLimit)))
 		}
-		w("\nEach connection sent one `GET` and read its reply, then stayed open (held by the harness: no standard tool leaves connections idle). Direct has no proxy to measure. RSS read %s after the last connection opened; per connection = (last − first) ÷ connections added.\n\n", settleTime)
+		w("\nEach connection sent one `GET` and read its reply, then stayed open (held by the harness: no standard tool leaves connections idle). Direct has no proxy to measure. %s; per connection = (last − first) ÷ connections added.\n\n", settleNote(r.Idle))
 	}
 
 	w("## Parsers and verdict (`go test -bench`)\n\n")

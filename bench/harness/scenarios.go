@@ -296,10 +296,9 @@ func (b *bench) idleArm(ctx context.Context, arm Arm) (_ IdleRow, err error) {
 		if err != nil {
 			return row, err
 		}
-		select {
-		case <-ctx.Done():
-			return row, ctx.Err()
-		case <-time.After(settleTime):
+		waited, ok, err := b.settle(ctx, r.pid(), arm == Bulkhead)
+		if err != nil {
+			return row, err
 		}
 		if err := r.proc.Err(); err != nil {
 			return row, err
@@ -308,7 +307,7 @@ func (b *bench) idleArm(ctx context.Context, arm Arm) (_ IdleRow, err error) {
 		if err != nil {
 			return row, err
 		}
-		pt := IdlePoint{Conns: n, RSS: rss}
+		pt := IdlePoint{Conns: n, RSS: rss, Settle: waited, Settled: ok}
 		if arm == Bulkhead {
 			heap, stack, gs, err := b.goRuntime(ctx)
 			if err != nil {

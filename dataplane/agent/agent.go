@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 		met:    metrics.New(reg),
 		engine: &enforce.Engine{},
 	}
-	inbound, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.InboundAddr)
+	inbound, err := proxy.Listen(ctx, cfg.InboundAddr)
 	if err != nil {
 		return fmt.Errorf("agent: listen on inbound address %s: %w", cfg.InboundAddr, err)
 	}

@@ -107,7 +107,7 @@ func (a *agent) startOutbound(ctx context.Context) (*outbound, error) {
 	}
 	out.upstream = up
 	out.names = enforce.NewNames(o.Names)
-	out.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", o.Addr)
+	out.ln, err = proxy.Listen(ctx, o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: listen on outbound address %s: %w", o.Addr, err)
 	}

@@ -58,6 +58,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) (*session
 		src:    src,
 		dst:    dst,
 	}
+	s.t = t
 	if p.cfg.Outbound {
 		// The workload's own connection: its egress rules judge it,
 		// with the names its destination stands for.
@@ -88,7 +89,7 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) (*session
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, p.lim.DialTimeout)
-	uc, err := p.dialer.DialContext(dctx, "tcp", dst.String())
+	upstream, err := p.dialer.DialTCP(dctx, "tcp", netip.AddrPort{}, dst)
 	cancel()
 	if err != nil {
 		if declared == "" {
@@ -99,15 +100,16 @@ func (p *Proxy) handle(ctx context.Context, t *tracked, self net.Addr) (*session
 		reset(client)
 		return nil, enforce.Decision{}
 	}
-	upstream := uc.(*net.TCPConn)
 	t.setUpstream(upstream)
 	s.upstream = upstream
 	return s, d
 }
 
 // run picks the connection's protocol and forwards it. connect is the
-// connection-level decision, reported here for an undeclared port.
-func (s *session) run(connect enforce.Decision) {
+// connection-level decision, reported here for an undeclared port. It
+// returns true when the connection went to L7: the session then ends it
+// (finish, park.go), possibly after run returned, as its sides may park.
+func (s *session) run(connect enforce.Decision) (toL7 bool) {
 	p := s.p
 	var proto *l7.Protocol
 	var cfirst, sfirst []byte
@@ -130,10 +132,12 @@ func (s *session) run(connect enforce.Decision) {
 		}
 	}
 	if proto == nil {
+		s.releaseSide(true) // the flow key: no more flows
 		s.splice(cfirst, sfirst)
-		return
+		return false
 	}
 	s.l7(proto, cfirst, sfirst)
+	return true
 }
 
 // protocol returns the configured protocol called name, or nil.
@@ -222,6 +226,8 @@ func (s *session) sniff() (cfirst, sfirst []byte, proto *l7.Protocol) {
 func (s *session) splice(cfirst, sfirst []byte) {
 	p := s.p
 	client, upstream := s.client, s.upstream
+	armKeepAlive(client)
+	armKeepAlive(upstream)
 	if len(sfirst) > 0 {
 		if _, err := client.Write(sfirst); err != nil {
 			reset(client)

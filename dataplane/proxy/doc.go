@@ -57,8 +57,8 @@
 //     time, is spliced by the kernel (io.Copy between *net.TCPConn uses
 //     splice(2)) and judged only at connect time; the sniffed bytes are
 //     forwarded first.
-//  5. L7 connections run two goroutines (the workload side's parks when
-//     idle: see Limits below), each with one buffer that starts at
+//  5. L7 connections run two goroutines (both park when idle: see
+//     Limits below), each with one buffer that starts at
 //     4 KiB and grows up to Limits.MaxMessage (or the protocol's smaller
 //     l7.Protocol.MaxMessage); frames are parsed in place and never copied
 //     out. A 4 KiB buffer comes from a pool when the socket is readable
@@ -72,7 +72,12 @@
 //     edge-triggered poller, not by a read that would answer EAGAIN, which
 //     saves a system call per message and direction. (Waiting first is
 //     sound only inside one RawConn.Read call: a new call resets the
-//     poller's readiness, so each call reads before it waits.) One parser
+//     poller's readiness, so each call reads before it waits.) Reads and
+//     writes of the L7 path are raw system calls (syscall.RawSyscall,
+//     rawio.go): the sockets are non-blocking, and telling the scheduler
+//     about each call only made its monitor hand the proxy's single P to
+//     a second thread during long writes (futex wake-ups and context
+//     switches on the one CPU the proxy has). One parser
 //     serves both directions (protocols frame replies by
 //     what was asked); its calls are serialised by a mutex that is held
 //     from Parse until the frame is judged, reported and answered, never
@@ -177,16 +182,24 @@
 //   - pending_denials: denials waiting for earlier replies outgrow the
 //     buffer ceiling.
 //
-// An idle connection costs little: no buffer, and one goroutine. The
+// An idle connection costs little: no buffer, and no goroutine. The
 // workload side of an L7 connection that has read nothing for a second,
 // with nothing held, parks: its socket goes into an epoll instance of the
-// proxy's own (one-shot, for input or hang-up, found by a session id, never
-// by descriptor number) and its goroutine exits; one goroutine per proxy
-// waits on that instance and starts a new goroutine for a socket that
-// becomes readable. When the client side ends while the workload side is
-// parked, the client side's goroutine runs the workload side to its end
-// itself (so that a reply to a request sent just before a half-close is
-// still delivered).
+// proxy's own (one-shot, for input or hang-up, found by a park id, never by
+// descriptor number) and its goroutine exits; the client side does the
+// same once the workload side is parked and the client has been silent for
+// a second too (and has sent something, unless FirstMessageTimeout is
+// off). One goroutine per proxy waits on that instance and starts a
+// goroutine for the side whose socket becomes readable; the other side
+// stays parked (a pushed Redis message resumes only the workload side).
+// When one side ends while the other is parked, its goroutine runs the
+// other side to its end itself (so that a reply to a request sent just
+// before a half-close is still delivered, and a workload's close reaches
+// the client). The parker enforces IdleTimeout on connections whose both
+// sides are parked (it looks every IdleTimeout/8, between 50ms and a
+// minute), and shutdown resumes every parked side once it has closed the
+// connections, so that each ends and is counted. A parked side gives its
+// parse frame, and the client side the flow key, back to pools.
 //
 // # Multiplexed protocols
 //

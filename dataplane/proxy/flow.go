@@ -30,26 +30,29 @@ func (s *session) countConnect(d enforce.Decision, label string) {
 // rules).
 func (s *session) reportConnect(d enforce.Decision, label string) {
 	if agg := s.p.agg; agg != nil {
-		s.key.SetConn(&s.conn, s.local())
-		s.key.Proto = agg.Intern(label)
-		s.key.Connection = true
-		s.key.SetVerb(nil, nil)
-		agg.AddDecision(&s.key, d, 0)
-		s.key.Connection = false
+		k := s.flowKey()
+		k.SetConn(&s.conn, s.local())
+		k.Proto = agg.Intern(label)
+		k.Connection = true
+		k.SetVerb(nil, nil)
+		agg.AddDecision(k, d, 0)
+		k.Connection = false
 	}
 }
 
 // setProtocol makes the flows that follow messages of protocol name.
 func (s *session) setProtocol(name string) {
 	if agg := s.p.agg; agg != nil {
-		s.key.Proto = agg.Intern(name)
+		s.protoID = agg.Intern(name)
+		s.flowKey().Proto = s.protoID
 	}
 }
 
 // refreshKey re-reads the per-connection fields of the flow key (the mode
 // may have changed with the policy).
 func (s *session) refreshKey() {
-	if s.p.agg != nil {
+	if s.p.agg != nil && s.key != nil {
+		// A key taken later is filled by flowKey.
 		s.key.SetConn(&s.conn, s.local())
 	}
 }
@@ -72,8 +75,9 @@ func (s *session) recordMessage(f *l7.Frame, d enforce.Decision, n int) {
 	if agg := s.p.agg; agg != nil {
 		// Resources and aux are reported for every protocol but Redis,
 		// whose keys may hold personal data.
-		s.key.SetFrame(f, !s.redis)
-		agg.AddDecision(&s.key, d, n)
+		k := s.flowKey()
+		k.SetFrame(f, !s.redis)
+		agg.AddDecision(k, d, n)
 	}
 }
 
@@ -90,8 +94,9 @@ func (s *session) recordBad(reason enforce.Reason) {
 	}
 	if agg := s.p.agg; agg != nil {
 		s.refreshKey()
-		s.key.SetVerb(nil, nil)
-		agg.AddDecision(&s.key, d, 0)
+		k := s.flowKey()
+		k.SetVerb(nil, nil)
+		agg.AddDecision(k, d, 0)
 	}
 }
 
@@ -113,5 +118,6 @@ func (s *session) nameDst(names *enforce.Names) {
 			best = name
 		}
 	}
-	s.key.SetDstName(best)
+	s.dstName = best
+	s.flowKey().SetDstName(best)
 }

@@ -93,7 +93,7 @@ func (s *session) h2Requests(buf []byte) (consumed, need int, err error) {
 		s.refreshKey()
 	}
 	h := s.h2
-	f := &s.reqFrame
+	f := s.requestFrame()
 	var off, start, credit int
 	for off < len(buf) {
 		s.pmu.Lock()
@@ -277,7 +277,7 @@ func (h *h2State) remove(i int) {
 // server's preface is out. It allocates nothing.
 func (s *session) h2Replies(buf []byte) (consumed, need int, err error) {
 	h := s.h2
-	f := &s.repFrame
+	f := s.replyFrame()
 	var off, start int
 	for off < len(buf) {
 		s.pmu.Lock()

@@ -20,10 +20,14 @@ import (
 // idleConns is how many idle connections BenchmarkIdleConnMemory holds.
 const idleConns = 1000
 
+// settle is how long BenchmarkIdleConnMemory leaves the connections idle
+// before it measures: more than the proxy's parkAfter (1s) with a margin.
+const settle = 1500 * time.Millisecond
+
 // BenchmarkIdleConnMemory measures what the proxy holds per idle Redis
 // connection: idleConns connections through a Proxy on loopback to a real
 // redis-server, each after one GET and its reply (as the benchmark harness
-// leaves them), reported as the growth of HeapInuse + StackInuse divided by
+// leaves them) and left idle for settle, reported as the growth of HeapInuse + StackInuse divided by
 // the number of connections (bytes/conn). The client side of the
 // connections lives in this process too; its sockets are kernel memory and
 // its net.TCPConns are counted (a few hundred bytes each).
@@ -77,8 +81,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				b.Fatalf("GET answered %q, %v", reply[:n], err)
 			}
 		}
-		// Let the proxy's goroutines park.
-		time.Sleep(200 * time.Millisecond)
+		// Let the proxy's goroutines park: an idle side parks after a
+		// second of silence (parkAfter); an operator's idle connection
+		// is idle for minutes.
+		time.Sleep(settle)
 		h1, s1 := inUse()
 		heap += float64(int64(h1)-int64(h0)) / idleConns
 		stack += float64(int64(s1)-int64(s0)) / idleConns

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,12 +106,12 @@ func TestFirstMessageTimeout(t *testing.T) {
 }
 
 // TestIdleConnectionParks: an L7 connection silent for more than a second
-// keeps one goroutine, not two (the workload side parks); a request then
-// gets its reply (the workload side resumes), also when the client
-// half-closes right after it (the client side takes the workload side
-// over).
+// keeps no goroutine (both sides park); a request then gets its reply (the
+// sides resume), also when the client half-closes right after it (the
+// client side takes the workload side over).
 func TestIdleConnectionParks(t *testing.T) {
 	h := newHarness(t, protect(allowed...))
+	base := baseGoroutines()
 	const conns = 20
 	cs := make([]*net.TCPConn, conns)
 	rs := make([]*replyReader, conns)
@@ -123,18 +122,9 @@ func TestIdleConnectionParks(t *testing.T) {
 			t.Fatalf("PING: %q", got)
 		}
 	}
-	// Each connection has two goroutines in the proxy; once parked, one.
-	busy := runtime.NumGoroutine()
 	parked := func() {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > busy-conns {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d goroutines with %d idle connections (%d while they were busy), want one fewer each",
-					runtime.NumGoroutine(), conns, busy)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitGoroutinesAtMost(t, base, fmt.Sprintf("%d idle connections", conns))
 	}
 	parked()
 	for i := range cs {

@@ -16,6 +16,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (s *session) startPass() {
 	s.passOnce.Do(func() {
 		s.passing.Store(true)
+		// Spliced from now on: TCP must find a dead peer (keepalive.go).
+		armKeepAlive(s.client)
+		armKeepAlive(s.upstream)
 		if s.client != nil {
 			_ = s.client.SetReadDeadline(aLongTimeAgo)
 		}

@@ -260,6 +260,7 @@ func New(cfg Config) *Proxy {
 		p.serverFirst = p.serverFirst || pr.ServerFirst
 	}
 	p.dialer.Control = capture.MarkControl(cfg.Mark)
+	p.dialer.KeepAlive = -1 // armed late: keepalive.go
 	return p
 }
 
@@ -285,7 +286,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 			}
 		}
 		var err error
-		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+		ln, err = Listen(ctx, addr)
 		if err != nil {
 			return fmt.Errorf("proxy: listen on %s: %w", addr, err)
 		}
@@ -365,11 +366,8 @@ func (p *Proxy) accept(ctx context.Context, ln net.Listener) error {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			defer p.met.Active().Dec()
-			defer p.active.Add(-1)
-			defer p.untrack(t)
-			if s, d := p.handle(ctx, t, ln.Addr()); s != nil {
-				s.run(d)
+			if s, d := p.handle(ctx, t, ln.Addr()); s == nil || !s.run(d) {
+				p.endConn(t)
 			}
 		}()
 	}
@@ -417,6 +415,10 @@ func (p *Proxy) drain() {
 	p.log.Info("proxy drain timeout, closing connections", "open", len(left))
 	for _, c := range left {
 		c.close()
+	}
+	if p.parker != nil {
+		// Parked sides see their sockets closed only once resumed.
+		p.parker.wakeAll()
 	}
 	<-done
 }

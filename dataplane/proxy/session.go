@@ -99,8 +99,14 @@ type session struct {
 	// addName, bound once.
 	answers  answerer
 	onAnswer func(name []byte, addr netip.Addr, ttl uint32)
-	// key is the flow key of this connection's reports.
-	key report.Key
+	// key is the flow key of this connection's reports, or nil: taken
+	// from keyPool by flowKey when needed and given back while the
+	// request side is parked (idle.go), so that an idle connection does
+	// not hold its 850 bytes. protoID and dstName are the fields of the
+	// connection that a key taken again is filled with.
+	key     *report.Key
+	protoID uint16
+	dstName string
 
 	// Set up by startL7; read-only afterwards.
 	proto             *l7.Protocol
@@ -131,7 +137,7 @@ type session struct {
 	h2 *h2State
 
 	// Owned by the request goroutine.
-	reqFrame   l7.Frame
+	reqFrame   *l7.Frame // nil while parked (requestFrame)
 	reqScratch []byte
 	// dropping: the last request frame was denied; the bytes the parser
 	// skips until the next frame are its body and are dropped.
@@ -143,11 +149,11 @@ type session struct {
 	open bool
 
 	// Owned by the reply goroutine.
-	repFrame   l7.Frame
+	repFrame   *l7.Frame // nil while parked (replyFrame)
 	repScratch []byte
 	pushSeen   bool
 
-	// sessionSides: the reply side's parking (park.go).
+	// sessionSides: the parking of both sides (park.go).
 	sessionSides
 
 	// lastActive is the time of the last read on either side (UnixNano).
@@ -249,18 +255,17 @@ func (s *session) startL7(proto *l7.Protocol, up, down io.Writer) {
 // cfirst and sfirst hold the client's and the server's bytes already read
 // while sniffing.
 func (s *session) l7(proto *l7.Protocol, cfirst, sfirst []byte) {
-	s.startL7(proto, s.upstream, s.client)
-	repDone := make(chan struct{})
-	s.repDone = repDone
-	go s.runReplies(sfirst, len(sfirst))
-	s.requestSide(cfirst, len(cfirst), repDone)
-	if s.endRequestSide() {
-		// The reply side was parked: this goroutine runs it to its end.
-		s.runReplies(nil, 0)
-	}
-	<-repDone
-	_ = s.client.Close()
-	_ = s.upstream.Close()
+	s.startL7(proto, newSockWriter(s.upstream), newSockWriter(s.client))
+	s.repDone = make(chan struct{})
+	// The session holds a count of the proxy's wait group until it ends
+	// (finish), also while no goroutine serves it (park.go).
+	p := s.p
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		s.runReplies(sfirst, len(sfirst))
+	}()
+	s.runRequests(cfirst, len(cfirst))
 }
 
 // bufPool holds the read buffers of initialBuffer bytes. A direction takes
@@ -342,8 +347,8 @@ type sockReader struct {
 	// held) and msgBytes how many of its bytes have been read.
 	msgStart int64
 	msgBytes int
-	// park: this is the workload's direction and may park when silent
-	// for parkAfter (park.go).
+	// park: this direction may park when silent for parkAfter
+	// (park.go); the client's only once the workload's is parked.
 	park bool
 	// armed is the read deadline set on the socket (UnixNano; 0: none).
 	armed int64
@@ -400,7 +405,15 @@ func (r *sockReader) read(fd uintptr) bool {
 		r.now = time.Now().UnixNano()
 		r.s.lastActive.Store(r.now)
 		r.n += m
-		r.fresh, r.seen = true, true
+		r.fresh = true
+		if !r.seen {
+			r.seen = true
+			if r.guard && r.park {
+				// The client's first bytes: its side may park from
+				// now on (parkDeadline).
+				r.arm(r.nextDeadline())
+			}
+		}
 		r.drained = r.inq && !left
 		if r.msgStart != 0 {
 			r.msgBytes += m
@@ -420,8 +433,11 @@ func (r *sockReader) release() {
 // bytes, or the end of the stream, are left to read.
 func (r *sockReader) recv(fd uintptr) (m int, left bool, err error) {
 	if !r.inq {
-		m, err = syscall.Read(int(fd), r.buf[r.n:])
-		return max(m, 0), true, err
+		m, e := rawRead(fd, r.buf[r.n:])
+		if e != 0 {
+			return 0, true, e
+		}
+		return m, true, nil
 	}
 	// On the stack, not in r: an idle connection keeps r.
 	var (
@@ -435,7 +451,7 @@ func (r *sockReader) recv(fd uintptr) (m int, left bool, err error) {
 	msg.Iovlen = 1
 	msg.Control = &oob[0]
 	msg.SetControllen(len(oob))
-	got, _, e := syscall.Syscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
+	got, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
 	if e != 0 {
 		return 0, true, e
 	}
@@ -532,8 +548,8 @@ func (r *sockReader) nextDeadline() int64 {
 	if lim.IdleTimeout > 0 {
 		earliest(r.s.lastActive.Load() + int64(lim.IdleTimeout))
 	}
-	if r.park && r.s.sides.Load() == sidesRunning {
-		earliest(r.now + int64(parkAfter))
+	if r.park {
+		earliest(r.parkDeadline())
 	}
 	if r.guard {
 		if !r.seen && lim.FirstMessageTimeout > 0 {
@@ -567,7 +583,7 @@ func (r *sockReader) expired() error {
 	if lim.IdleTimeout > 0 && now >= r.s.lastActive.Load()+int64(lim.IdleTimeout) {
 		return errIdle
 	}
-	if r.park && r.n == 0 && now >= r.now+int64(parkAfter) && r.s.sides.Load() == sidesRunning {
+	if r.park && r.n == 0 && now >= r.now+int64(parkAfter) && r.mayPark() {
 		return errPark
 	}
 	if d := r.nextDeadline(); d > 0 {
@@ -591,11 +607,23 @@ func enableInq(rc syscall.RawConn) bool {
 	return serr == nil
 }
 
-// requestSide runs the client → workload direction to its end. It keeps
-// its own frame small: an idle connection's goroutine parks below it.
-func (s *session) requestSide(buf []byte, n int, repDone <-chan struct{}) {
-	rest, err := s.loop(s.client, buf, n, s.requests)
-	s.endRequests(rest, err, repDone)
+// requestSide runs the client → workload direction to its end, with a
+// small frame. It returns true when it parked instead (park.go): another
+// goroutine then runs the rest.
+func (s *session) requestSide(buf []byte, n int) (parked bool) {
+	for {
+		rest, err := s.loop(s.client, buf, n, s.requests)
+		if errors.Is(err, errPark) {
+			s.reqSeen = true
+			if s.p.parker.park(s, true) {
+				return true
+			}
+			buf, n = nil, 0
+			continue
+		}
+		s.endRequests(rest, err, s.repDone)
+		return false
+	}
 }
 
 // endRequests ends the client → workload direction after loop returned
@@ -648,7 +676,7 @@ func (s *session) replySide(buf []byte, n int) (parked bool) {
 	for {
 		rest, err := s.loop(s.upstream, buf, n, s.replies)
 		if errors.Is(err, errPark) {
-			if s.p.parker.park(s) {
+			if s.p.parker.park(s, false) {
 				return true
 			}
 			buf, n = nil, 0
@@ -756,9 +784,9 @@ func (s *session) loop(src *net.TCPConn, buf []byte, n int, process func([]byte)
 		fresh:   n > 0,
 		inq:     enableInq(rc),
 		guard:   src == s.client,
-		park:    src == s.upstream && src != s.client && s.p.parker != nil,
+		park:    s.client != s.upstream && s.p.parker != nil,
 		begin:   now,
-		seen:    n > 0,
+		seen:    n > 0 || (src == s.client && s.reqSeen),
 		now:     now,
 		conn:    src,
 	}
@@ -819,7 +847,7 @@ func (s *session) requests(buf []byte) (consumed, need int, err error) {
 		s.conn.Refresh(pol)
 		s.refreshKey()
 	}
-	f := &s.reqFrame
+	f := s.requestFrame()
 	var (
 		off, start, frames int
 		unordered          bool
@@ -1015,7 +1043,7 @@ func (s *session) replies(buf []byte) (consumed, need int, err error) {
 	if s.h2 != nil {
 		return s.h2Replies(buf)
 	}
-	f := &s.repFrame
+	f := s.replyFrame()
 	var off, start, k int
 	for off < len(buf) {
 		if k > 0 && !s.headBefore.Load() && s.headTag.Load() <= s.replied+uint64(k) {
