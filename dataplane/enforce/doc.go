@@ -110,11 +110,13 @@
 //
 // The generic index's hash tables (btab) are built at compile time: open
 // addressing over a 64-bit multiply-mix hash that reads 8 bytes at a time,
-// probed with the frame's bytes as they are (no string conversion), the
-// hash of a whole value computed once per message and shared by the
-// case-sensitive and fold_case tables. Patterns with fold_case are stored
-// lower-cased and probed with the value folded (ASCII) as it is hashed and
-// compared, never copied: its head for exact values and prefixes, its tail
+// probed with the frame's bytes as they are (no string conversion), a
+// value's hash computed at most once per message for the case-sensitive
+// tables and once for the fold_case ones, when first needed (a value
+// probed only in case-sensitive tables, such as a SQL table's name, is
+// never folded). Patterns with fold_case are stored lower-cased and
+// probed with the value folded (ASCII) as it is hashed and compared,
+// never copied: its head for exact values and prefixes, its tail
 // for suffixes, one segment at a time for templates. A value longer than
 // MaxPatternLen never equals an exact pattern, so nothing is lost. An
 // L7Rule's aux patterns are matched once per message, whatever the number

@@ -36,8 +36,10 @@ type resIdx struct {
 // the aux in sc.aux, or cur.
 func (r *resIdx) cover(sc *scratch, hasRes bool, cur int32) int32 {
 	cur = min(cur, r.anyRes)
-	cur = r.anyResAux.best(&sc.aux, sc, cur)
-	if hasRes {
+	if r.anyResAux != nil {
+		cur = r.anyResAux.best(&sc.aux, sc, cur)
+	}
+	if hasRes && r.res != nil {
 		cur = r.res.best(&sc.res, sc, cur)
 	}
 	return cur

@@ -114,27 +114,31 @@ func (t *keyTab) find(k []byte, h uint64) int {
 	}
 }
 
-// probe is a value to match with its hashes (hash64 and hashFold),
-// computed together once, on demand.
+// probe is a value to match with its hashes (hash64 and hashFold), each
+// computed once, when a table of its kind is first probed: a value that
+// only case-sensitive tables are probed with (SQL tables, Kafka topics)
+// is not folded.
 type probe struct {
 	b    []byte
-	h    [2]uint64
-	have bool
+	h    [2]uint64 // hash64, hashFold
+	have [2]bool
 }
 
 func (p *probe) set(b []byte) {
 	p.b = b
-	p.have = false
+	p.have = [2]bool{}
 }
 
 // hash returns p.b's hash for a table that folds or not.
 func (p *probe) hash(fold bool) uint64 {
-	if !p.have {
-		p.h[0], p.h[1] = hashBoth(p.b)
-		p.have = true
-	}
 	if fold {
+		if !p.have[1] {
+			p.h[1], p.have[1] = hashFold(p.b), true
+		}
 		return p.h[1]
+	}
+	if !p.have[0] {
+		p.h[0], p.have[0] = hash64(p.b), true
 	}
 	return p.h[0]
 }
@@ -176,24 +180,6 @@ func hashFold(b []byte) uint64 {
 		h = mix(h^lower8(tailWord(b)), hashK1)
 	}
 	return mix(h, hashK0)
-}
-
-// hashBoth returns hash64(b) and hashFold(b) in one pass.
-func hashBoth(b []byte) (h, hf uint64) {
-	h = uint64(len(b)) ^ hashK0
-	hf = h
-	for len(b) >= 8 {
-		w := binary.LittleEndian.Uint64(b)
-		h = mix(h^w, hashK1)
-		hf = mix(hf^lower8(w), hashK1)
-		b = b[8:]
-	}
-	if len(b) > 0 {
-		w := tailWord(b)
-		h = mix(h^w, hashK1)
-		hf = mix(hf^lower8(w), hashK1)
-	}
-	return mix(h, hashK0), mix(hf, hashK0)
 }
 
 // tailWord loads the 1 to 7 bytes of b little-endian, zero-padded.

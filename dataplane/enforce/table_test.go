@@ -35,9 +35,10 @@ func TestHashFold(t *testing.T) {
 			if got, want := hashFold(b), hash64(low); got != want {
 				t.Fatalf("hashFold(%q) = %x, hash64 of it lower-cased = %x", b, got, want)
 			}
-			h, hf := hashBoth(b)
-			if h != hash64(b) || hf != hash64(low) {
-				t.Fatalf("hashBoth(%q) = %x, %x; want %x, %x", b, h, hf, hash64(b), hash64(low))
+			var p probe
+			p.set(b)
+			if hf, h := p.hash(true), p.hash(false); h != hash64(b) || hf != hash64(low) || p.hash(true) != hf {
+				t.Fatalf("probe %q: hashes %x, %x; want %x, %x", b, h, hf, hash64(b), hash64(low))
 			}
 			if !eqFold(string(low), b) {
 				t.Fatalf("eqFold(%q, %q) = false", low, b)

@@ -122,11 +122,36 @@
 // modes (at most eight passes) and reports the union, so that no session
 // setting or character set can hide a statement or a table from it.
 //
+// # Speed
+//
+// Scan runs per query on the proxy's path, so its common cases are cut
+// short without changing what it reports:
+//
+//   - A plain SELECT (ASCII, no comments, backslashes or dollar quotes;
+//     names after FROM, JOIN and commas; subqueries; the keywords the
+//     general rules ignore where they stand) is read by a fast path in one
+//     pass (fast.go), which gives up at the first thing outside that subset;
+//     the text is then scanned in full.
+//   - In full, a token in a state where it can change nothing (no name
+//     expected, no WITH, EXPLAIN, COPY or statement phase pending) skips
+//     the clause rules: only keywords, ';' and parentheses are looked at.
+//     A token that was peeked is not lexed again.
+//   - Bytes are classed by 256-entry tables; words are delimited 8 bytes at
+//     a time (SWAR), and a keyword is compared as case-folded 64-bit words
+//     among the few of its length and first letter. A text without a byte
+//     >= 0x80 skips the two-byte character set check.
+//
+// Tests compare each shortcut with the path it cuts short: the fast path
+// and the skipping against Scan without them (FuzzShortcuts, and random
+// texts of SQL pieces in TestShortcutsRandom), the SWAR helpers against
+// byte loops (FuzzWordEnd, FuzzLowerASCII), the keyword lookup against a
+// linear search (FuzzKeyword).
+//
 // Known gaps: the text of dynamic SQL (PREPARE … FROM '…', EXECUTE
 // IMMEDIATE, DO $$…$$ and function bodies) is not looked into; functions
 // that touch files or tables (LOAD_FILE, pg_read_file, dblink) are not
 // reported; routine and trigger bodies are lexed like any text (their ';'
 // make them MULTI); in a MySQL multi-table DELETE the aliases before FROM
-// are reported as tables; Postgres U&"…" escapes are not decoded (a name
-// written with them is reported as written: it fails closed).
+// are reported as tables; Postgres U&"…" escapes are not decoded: a text
+// with a U&"…" name sets Overflow (it fails closed).
 package sqlverb

@@ -1,5 +1,7 @@
 package sqlverb
 
+import "strings"
+
 // kw identifies the keywords the scanner reacts to. The constants are in
 // alphabetical order of their names, which kwNames lists in the same order
 // so that keyword can search it.
@@ -145,46 +147,102 @@ var kwNames = [kwCount]string{
 // maxKeyword is the length of the longest keyword.
 const maxKeyword = 13
 
-// keyword returns the keyword w spells in any case, or kwNone. It looks
-// only at the few keywords of w's length and first letter (kwBuckets), so
-// a word that is no keyword, the common case, usually costs one table
-// read.
-func keyword(w []byte) kw {
-	if len(w) < 2 || len(w) > maxKeyword {
+// keyword returns the keyword w spells in any case, or kwNone.
+func keyword(w []byte) kw { return keywordAt(w, 0, len(w)) }
+
+// keywordAt returns the keyword s[i:j] spells in any case, or kwNone. It
+// looks only at the few keywords of the word's length and first letter
+// (kwBuckets), so a word that is no keyword, the common case, usually
+// costs one table read; a candidate is compared as two case-folded 64-bit
+// words, loaded from s at once when s has 8 bytes from i.
+func keywordAt(s []byte, i, j int) kw {
+	n := j - i
+	if n < 2 || n > maxKeyword {
 		return kwNone
 	}
-	c := upper[w[0]]
-	if c < 'A' || c > 'Z' {
+	c := s[i] | 0x20
+	if c < 'a' || c > 'z' {
 		return kwNone
 	}
-	for _, k := range &kwBuckets[len(w)][c-'A'] {
-		if k == kwNone || equalFold(w, kwNames[k]) {
+	b := &kwBuckets[n][c-'a']
+	if b[0] == kwNone {
+		return kwNone
+	}
+	var lo, hi uint64
+	if len(s)-i >= 8 {
+		lo = le64(s[i:]) | fold8
+		if n < 8 {
+			lo &= 1<<(8*uint(n)) - 1
+		} else if n > 8 {
+			hi = partial64(s[i+8 : j])
+		}
+	} else {
+		lo, hi = foldKey(s[i:j])
+	}
+	for _, k := range b {
+		if k == kwNone {
+			return kwNone
+		}
+		if kwKeys[k] == [2]uint64{lo, hi} {
+			if kwUnderscore[k] && !underscores(s[i:j], kwNames[k]) {
+				return kwNone // 0x7f where the name has '_'
+			}
 			return k
 		}
 	}
 	return kwNone
 }
 
-// equalFold reports whether w, in any case, spells the upper-case
-// keyword name of the same length.
-func equalFold(w []byte, name string) bool {
-	for i := 1; i < len(w); i++ {
-		if upper[w[i]] != name[i] {
+// underscores reports whether w has '_' wherever name has.
+func underscores(w []byte, name string) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '_' && w[i] != '_' {
 			return false
 		}
 	}
 	return true
 }
 
-// upper maps a byte to its ASCII upper case; other bytes map to themselves.
-var upper = func() (t [256]byte) {
-	for i := range t {
-		t[i] = byte(i)
-		if 'a' <= i && i <= 'z' {
-			t[i] = byte(i) - ('a' - 'A')
-		}
+// Folding a byte with |0x20 maps an ASCII letter to its lower case and '_'
+// to 0x7f. For the bytes a keyword is made of (letters and '_') it maps
+// another byte to the same value only for the other case of a letter and
+// for 0x7f standing for '_' (no word byte; keyword checks it anyway), so
+// comparing folded words is comparing ASCII-case-insensitively.
+const fold8 = 0x2020202020202020
+
+// foldKey returns the bytes of w (at most 16) folded with |0x20 and packed
+// little-endian into two words, zero past len(w).
+func foldKey(w []byte) (lo, hi uint64) {
+	if len(w) > 8 {
+		return le64(w[:8]) | fold8, partial64(w[8:])
 	}
-	return t
+	return partial64(w), 0
+}
+
+// partial64 packs w (at most 8 bytes) folded with |0x20, zero past len(w).
+func partial64(w []byte) uint64 {
+	var x uint64
+	for i := len(w) - 1; i >= 0; i-- {
+		x = x<<8 | uint64(w[i]|0x20)
+	}
+	return x
+}
+
+func le64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// kwKeys holds each keyword name as foldKey returns it; kwUnderscore
+// marks the names with a '_'.
+var kwKeys, kwUnderscore = func() (t [kwCount][2]uint64, u [kwCount]bool) {
+	for k := kw(1); k < kwCount; k++ {
+		lo, hi := foldKey([]byte(kwNames[k]))
+		t[k] = [2]uint64{lo, hi}
+		u[k] = strings.IndexByte(kwNames[k], '_') >= 0
+	}
+	return t, u
 }()
 
 // kwBucket lists the keywords of one length and first letter, ended by

@@ -30,9 +30,12 @@ func TestKeyword(t *testing.T) {
 			if got := keyword([]byte(w)); got != k {
 				t.Errorf("keyword(%q) = %q, want %q", w, kwNames[got], n)
 			}
+			if got := keywordAt([]byte(" "+w+"\x00\xff AND x y z"), 1, 1+len(w)); got != k {
+				t.Errorf("keywordAt(%q) = %q, want %q", w, kwNames[got], n)
+			}
 		}
 	}
-	for _, w := range []string{"", "A", "SELECTS", "SELEC", "sel_ect", "select\x00", "\xc0ELECT", "SELECT\x80", "DESCX", "DAT", "1SELECT", "_SELECT", "FR0M", "fr\x7fm"} {
+	for _, w := range []string{"HIGH\x7fPRIORITY", "straight\x7fjoin", "", "A", "SELECTS", "SELEC", "sel_ect", "select\x00", "\xc0ELECT", "SELECT\x80", "DESCX", "DAT", "1SELECT", "_SELECT", "FR0M", "fr\x7fm"} {
 		if got, want := keyword([]byte(w)), refKeyword([]byte(w)); got != want {
 			t.Errorf("keyword(%q) = %q, want %q", w, kwNames[got], kwNames[want])
 		}
@@ -45,8 +48,14 @@ func FuzzKeyword(f *testing.F) {
 		f.Add([]byte(kwNames[k]))
 	}
 	f.Fuzz(func(t *testing.T, w []byte) {
-		if got, want := keyword(w), refKeyword(w); got != want {
+		want := refKeyword(w)
+		if got := keyword(w); got != want {
 			t.Errorf("keyword(%q) = %q, want %q", w, kwNames[got], kwNames[want])
+		}
+		// Inside a longer text, whose next 8 bytes are loaded at once.
+		text := append(append([]byte("x"), w...), "\xff_Zz 9$\x00\x7f"...)
+		if got := keywordAt(text, 1, 1+len(w)); got != want {
+			t.Errorf("keywordAt(%q, 1, %d) = %q, want %q", text, 1+len(w), kwNames[got], kwNames[want])
 		}
 	})
 }

@@ -1,6 +1,10 @@
 package sqlverb
 
-import "bytes"
+import (
+	"bytes"
+	"math/bits"
+	"strings"
+)
 
 type tokKind uint8
 
@@ -54,16 +58,63 @@ func (sc *scanner) isWordByte(c byte, first bool) bool {
 	return false
 }
 
+// Byte classes for next: most bytes decide their token alone.
+const (
+	lcOther uint8 = iota // look closer: quotes, '$', comment starts, '*'
+	lcBlank              // whitespace
+	lcWord               // starts an unquoted word in both dialects (not '$')
+	lcPunct              // a one-byte token in both dialects and every mode
+)
+
+var lexClass = func() (t [256]uint8) {
+	for c := range t {
+		switch b := byte(c); {
+		case b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\v' || b == '\f':
+			t[c] = lcBlank
+		case isLetter(b) || isDigit(b):
+			t[c] = lcWord
+		case strings.IndexByte("'\"`$#-/*", b) < 0:
+			t[c] = lcPunct
+		}
+	}
+	return t
+}()
+
 // next returns the next token, skipping blanks and comments; it enters
-// and leaves MySQL executable comments, whose content is code.
+// and leaves MySQL executable comments, whose content is code. Blanks,
+// words and one-byte tokens are read here, the rest by lex.
 func (sc *scanner) next() token {
+	if sc.pkAt == sc.i && sc.pkExec == sc.exec {
+		sc.i, sc.exec = sc.pkEnd, sc.pkExecEnd
+		return sc.pk // what peek lexed here
+	}
 	s := sc.s
-	for sc.i < len(s) {
-		c := s[sc.i]
-		switch c {
-		case ' ', '\t', '\n', '\r', '\v', '\f':
-			sc.i++
+	for i := sc.i; i < len(s); i = sc.i {
+		c := s[i]
+		switch lexClass[c] {
+		case lcBlank:
+			sc.i = i + 1
 			continue
+		case lcWord:
+			if sc.wide {
+				break
+			}
+			j := wordEnd(s, i+1)
+			if j == i+1 && c|0x20 == 'e' && sc.d == Postgres && j < len(s) && s[j] == '\'' {
+				sc.i = j
+				return sc.lexQuoted(tString, true, false) // E'…': backslash escapes always
+			}
+			sc.i = j
+			if j == i+1 {
+				sc.uamp(i)
+			}
+			return token{kind: tWord, start: i, end: j}
+		case lcPunct:
+			sc.i = i + 1
+			return token{kind: tPunct, c: c, start: i, end: i + 1}
+		}
+		sc.i = i
+		switch c {
 		case '#':
 			if sc.d == MySQL {
 				sc.skipLine()
@@ -72,20 +123,20 @@ func (sc *scanner) next() token {
 		case '-':
 			// mysqld starts a comment only at "--" followed by a blank or
 			// a control byte ("1--1" is arithmetic); Postgres at any "--".
-			if sc.i+1 < len(s) && s[sc.i+1] == '-' &&
-				(sc.d == Postgres || sc.i+2 >= len(s) || s[sc.i+2] <= ' ' || s[sc.i+2] == 0x7f) {
+			if i+1 < len(s) && s[i+1] == '-' &&
+				(sc.d == Postgres || i+2 >= len(s) || s[i+2] <= ' ' || s[i+2] == 0x7f) {
 				sc.skipLine()
 				continue
 			}
 		case '/':
-			if sc.i+1 < len(s) && s[sc.i+1] == '*' {
+			if i+1 < len(s) && s[i+1] == '*' {
 				sc.comment()
 				continue
 			}
 		case '*':
-			if sc.exec && sc.i+1 < len(s) && s[sc.i+1] == '/' {
+			if sc.exec && i+1 < len(s) && s[i+1] == '/' {
 				sc.exec = false
-				sc.i += 2
+				sc.i = i + 2
 				continue
 			}
 		}
@@ -94,12 +145,52 @@ func (sc *scanner) next() token {
 	return token{kind: tEOF, start: len(s), end: len(s)}
 }
 
-// peek returns the next token without consuming it.
+// peek returns the next token without consuming it. The token is kept, so
+// that the next call of next at the same place does not lex it again.
 func (sc *scanner) peek() token {
 	i, exec := sc.i, sc.exec
 	t := sc.next()
+	if !sc.slow {
+		sc.pk, sc.pkAt, sc.pkEnd, sc.pkExec, sc.pkExecEnd = t, i, sc.i, exec, sc.exec
+	}
 	sc.i, sc.exec = i, exec
 	return t
+}
+
+// wordEnd returns the index of the first byte from j on that does not
+// continue an unquoted word (wordCont), or len(s). It tests eight bytes at
+// a time where s has them.
+func wordEnd(s []byte, j int) int {
+	for len(s)-j >= 8 {
+		if m := nonWord8(le64(s[j:])); m != 0 {
+			return j + bits.TrailingZeros64(m)>>3
+		}
+		j += 8
+	}
+	for j < len(s) && wordCont[s[j]] {
+		j++
+	}
+	return j
+}
+
+const (
+	ones8  = 0x0101010101010101
+	highs8 = 0x8080808080808080
+)
+
+// nonWord8 returns the high bit of each of the eight bytes packed in x
+// that does not continue an unquoted word: not an ASCII letter, digit,
+// '_' or '$' and below 0x80. Every sum below stays under 0x100 per byte,
+// so no carry crosses into the next byte.
+func nonWord8(x uint64) uint64 {
+	y := x &^ highs8 // the low 7 bits of each byte
+	z := y | fold8   // letters in lower case
+	u := y ^ '_'*ones8
+	d := y ^ '$'*ones8
+	// High bits: letter, digit; then, inverted, '_' and '$' (u or d is 0:
+	// u+0x7f has the high bit unless u is 0).
+	w := (z+(0x80-'a')*ones8)&^(z+(0x7f-'z')*ones8) | (y+(0x80-'0')*ones8)&^(y+(0x7f-'9')*ones8)
+	return ^(x | w) & (u + 0x7f*ones8 | u) & (d + 0x7f*ones8 | d) & highs8
 }
 
 // peekKw returns the keyword of the next token, kwNone if it is no word.
@@ -108,7 +199,7 @@ func (sc *scanner) peekKw() kw {
 	if t.kind != tWord {
 		return kwNone
 	}
-	return keyword(sc.s[t.start:t.end])
+	return keywordAt(sc.s, t.start, t.end)
 }
 
 // peekPunct reports whether the next token is the byte c.
@@ -226,10 +317,23 @@ func (sc *scanner) lex() token {
 			return sc.lexQuoted(tString, true, false) // E'…': backslash escapes always
 		}
 		sc.i = j
+		if j == i+1 {
+			sc.uamp(i)
+		}
 		return token{kind: tWord, start: i, end: j}
 	}
 	sc.i = i + 1
 	return token{kind: tPunct, c: c, start: i, end: i + 1}
+}
+
+// uamp sets Overflow when the one-byte word at i is the U of a Postgres
+// U&"…" name: Scan does not decode its escapes (U&"d\0061ta" is the table
+// data), so it cannot tell which table the name is.
+func (sc *scanner) uamp(i int) {
+	s := sc.s
+	if sc.d == Postgres && s[i]|0x20 == 'u' && i+2 < len(s) && s[i+1] == '&' && s[i+2] == '"' {
+		sc.out.Overflow = true
+	}
 }
 
 // lexQuoted reads a quoted token whose opening quote is at sc.i. A doubled

@@ -2,6 +2,7 @@ package sqlverb
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
@@ -14,6 +15,14 @@ func Scan(text []byte, d Dialect, out *Statement) error {
 		return ErrDialect
 	}
 	sc := &out.sc
+	if !sc.slow && sc.fastSelect(text, d, out) {
+		n := copy(out.verbBuf[0][:], "SELECT") // as addVerb and finish would
+		out.Verbs[0], out.subs[0], out.NVerbs = out.verbBuf[0][:n:n], out.subBuf[0][:0:0], 1
+		out.Verb, out.Sub = out.Verbs[0], out.subs[0]
+		return nil
+	}
+	// The fast path gave up: it may have recorded tables.
+	out.reset()
 	bs := d == MySQL // MySQL: backslash escapes on; Postgres: standard_conforming_strings on
 	if err := sc.run(text, d, bs, false, false, out); err != nil {
 		out.reset()
@@ -208,10 +217,8 @@ type stmtState struct {
 	verbDone    bool
 	verbKw      kw
 	verbDepth   int
-	main        [l7.MaxVerb]byte
-	mainN       int
-	inner       [l7.MaxVerb]byte
-	innerN      int
+	mainN       int // the verb, scanner.mainBuf[:mainN]
+	innerN      int // the inner verb, scanner.innerBuf[:innerN]
 	phase       uint8
 	obj         kw
 	noFrom      bool // FROM at the statement's level names no table (GRANT, COPY, PREPARE, SHOW…)
@@ -252,6 +259,17 @@ type scanner struct {
 	st       stmtState
 	prevKw   kw
 	lastName bool
+
+	// Kept out of stmtState, which is cleared at each statement.
+	mainBuf, innerBuf [l7.MaxVerb]byte
+
+	// The last token peek lexed: next returns pk at pkAt with exec ==
+	// pkExec and moves to pkEnd, pkExecEnd. pkAt is -1 when none.
+	pk                token
+	pkAt, pkEnd       int
+	pkExec, pkExecEnd bool
+
+	slow bool // tests: no shortcuts (quiet, the peeked token)
 }
 
 func (sc *scanner) run(text []byte, d Dialect, bs, ansi, wide bool, out *Statement) error {
@@ -260,13 +278,24 @@ func (sc *scanner) run(text []byte, d Dialect, bs, ansi, wide bool, out *Stateme
 		sc.amb = false
 	}
 	sc.s, sc.i, sc.d, sc.bs, sc.ansi, sc.wide, sc.exec, sc.out, sc.stmts, sc.err = text, 0, d, bs, ansi, wide, false, out, 0, nil
+	sc.pkAt = -1
 	sc.resetStmt()
+	quiet := false
 	for sc.err == nil {
 		t := sc.next()
 		if t.kind == tEOF {
 			break
 		}
-		sc.token(t)
+		k := kwNone
+		if t.kind == tWord {
+			k = keywordAt(sc.s, t.start, t.end)
+		}
+		if quiet && k == kwNone && !(t.kind == tPunct && (t.c == ';' || t.c == '(' || t.c == ')')) {
+			sc.lastName, sc.prevKw = false, kwNone // all that token would do
+			continue
+		}
+		sc.token(t, k)
+		quiet = sc.quiet()
 	}
 	if sc.err != nil {
 		return sc.err
@@ -283,6 +312,9 @@ func (sc *scanner) run(text []byte, d Dialect, bs, ansi, wide bool, out *Stateme
 // a backslash or a backtick: in those character sets the pair is one
 // character, in UTF-8 and Latin-1 the second byte escapes or quotes.
 func multibyteHazard(text []byte) bool {
+	if ascii(text) {
+		return false // no byte 0x81-0xfe
+	}
 	// Find each backslash and backtick (rare in most queries) rather than
 	// test every byte.
 	for _, b := range [2]byte{'\\', '`'} {
@@ -299,6 +331,19 @@ func multibyteHazard(text []byte) bool {
 		}
 	}
 	return false
+}
+
+// ascii reports whether every byte of text is below 0x80, eight at a time.
+func ascii(text []byte) bool {
+	var or uint64
+	i := 0
+	for ; len(text)-i >= 8; i += 8 {
+		or |= le64(text[i:])
+	}
+	for ; i < len(text); i++ {
+		or |= uint64(text[i])
+	}
+	return or&0x8080808080808080 == 0
 }
 
 func (sc *scanner) resetStmt() {
@@ -318,8 +363,8 @@ func (sc *scanner) endStatement() {
 	}
 	sc.stmts++
 	out := sc.out
-	main := st.main[:st.mainN]
-	inner := st.inner[:st.innerN]
+	main := sc.mainBuf[:st.mainN]
+	inner := sc.innerBuf[:st.innerN]
 	switch {
 	case !st.verbDone:
 		addVerb(out, "", "")
@@ -371,8 +416,25 @@ func (sc *scanner) addExtra(k kw) {
 	st.nExtras++
 }
 
-// token handles one token of the current statement.
-func (sc *scanner) token(t token) {
+// quiet reports whether the scanner is in a state in which a token other
+// than a keyword, ';', '(' or ')' changes nothing but lastName and prevKw:
+// on a level that has seen a token, expects no name, is in no WITH clause
+// and holds no EXPLAIN options, outside any statement phase and COPY's
+// target. In it, run skips token for such tokens (the ordinary words,
+// numbers, strings and operators of expressions); TestShortcuts and
+// FuzzShortcuts check that skipping changes no result.
+func (sc *scanner) quiet() bool {
+	if sc.slow || sc.deep > 0 {
+		return false
+	}
+	L := &sc.lv[sc.depth]
+	st := &sc.st
+	return st.any && !L.start && L.tm == tmNone && L.withPh == wNone && !L.explOpts &&
+		(sc.depth != st.verbDepth || st.phase == phNone && (!st.copy || st.copyDone))
+}
+
+// token handles one token of the current statement; k is its keyword.
+func (sc *scanner) token(t token, k kw) {
 	prevName := sc.lastName
 	prevKw := sc.prevKw
 	sc.lastName, sc.prevKw = false, kwNone
@@ -397,7 +459,6 @@ func (sc *scanner) token(t token) {
 	}
 	switch t.kind {
 	case tWord:
-		k := keyword(sc.s[t.start:t.end])
 		sc.word(L, t, k, prevKw, prevName)
 		if !sc.lastName {
 			sc.prevKw = k
@@ -453,7 +514,7 @@ func (sc *scanner) word(L *level, t token, k kw, prevKw kw, prevName bool) {
 			n := sc.peek()
 			nk := kwNone
 			if n.kind == tWord {
-				nk = keyword(sc.s[n.start:n.end])
+				nk = keywordAt(sc.s, n.start, n.end)
 			}
 			if nk != kwFALSE && nk != kwOFF && !(n.kind == tWord && n.end-n.start == 1 && sc.s[n.start] == '0') {
 				st.analyze = true
@@ -492,7 +553,7 @@ func (sc *scanner) topVerb(L *level, t token, k kw) {
 		sc.err = ErrVerbTooLong
 		return
 	}
-	st.mainN = upperCopy(st.main[:], w)
+	st.mainN = upperCopy(sc.mainBuf[:], w)
 	L.kind, L.vk = lvStmt, k
 	sc.beginVerb(L, k, slotMain)
 	sc.beginTop(L, k)
@@ -504,10 +565,10 @@ func (sc *scanner) levelVerb(L *level, t token, k kw, slot uint8) {
 	L.kind, L.vk, L.tm = lvStmt, k, tmNone
 	switch slot {
 	case slotMain:
-		st.mainN = upperCopy(st.main[:], sc.s[t.start:t.end])
+		st.mainN = upperCopy(sc.mainBuf[:], sc.s[t.start:t.end])
 		st.verbKw = k
 	case slotInner:
-		st.innerN = upperCopy(st.inner[:], sc.s[t.start:t.end])
+		st.innerN = upperCopy(sc.innerBuf[:], sc.s[t.start:t.end])
 	default:
 		if isDML(k) {
 			sc.addExtra(k)
@@ -641,7 +702,7 @@ func (sc *scanner) phaseWord(L *level, t token, k kw) bool {
 			sc.err = ErrVerbTooLong
 			return true
 		}
-		st.innerN = upperCopy(st.inner[:], w)
+		st.innerN = upperCopy(sc.innerBuf[:], w)
 		L.kind, L.vk = lvStmt, k
 		sc.beginVerb(L, k, slotInner)
 		return true
@@ -656,7 +717,7 @@ func (sc *scanner) copyTarget(L *level) {
 	L.tm = tmNone
 	n := sc.peek()
 	switch {
-	case n.kind == tWord && keyword(sc.s[n.start:n.end]) == kwPROGRAM:
+	case n.kind == tWord && keywordAt(sc.s, n.start, n.end) == kwPROGRAM:
 		st.copyVerb = "COPY_PROGRAM"
 	case n.kind == tString:
 		st.copyVerb = "COPY_FILE"
@@ -845,13 +906,13 @@ func (sc *scanner) skipIfExists() bool {
 	t := sc.next()
 	k := kwNone
 	if t.kind == tWord {
-		k = keyword(sc.s[t.start:t.end])
+		k = keywordAt(sc.s, t.start, t.end)
 	}
 	if k == kwNOT {
 		t = sc.next()
 		k = kwNone
 		if t.kind == tWord {
-			k = keyword(sc.s[t.start:t.end])
+			k = keywordAt(sc.s, t.start, t.end)
 		}
 	}
 	if k != kwEXISTS {
@@ -1100,17 +1161,17 @@ func (sc *scanner) readName(t token) (n, parts int, ok bool) {
 		}
 		n = sc.appendPart(buf, n, t)
 		parts++
-		i, exec := sc.i, sc.exec
-		d := sc.next()
-		if d.kind != tPunct || d.c != '.' {
-			sc.i, sc.exec = i, exec
+		if d := sc.peek(); d.kind != tPunct || d.c != '.' {
 			break
 		}
-		p := sc.next()
+		i, exec := sc.i, sc.exec
+		sc.next() // the '.', as peeked
+		p := sc.peek()
 		if p.kind != tWord && p.kind != tQuoted && !(p.kind == tPunct && p.c == '*') {
 			sc.i, sc.exec = i, exec
 			break
 		}
+		sc.next()
 		t = p
 	}
 	if n > MaxName {
@@ -1131,6 +1192,14 @@ func (sc *scanner) appendPart(buf []byte, n int, t token) int {
 	w := sc.s[t.start:t.end]
 	switch t.kind {
 	case tWord:
+		if n+len(w) <= len(buf) {
+			copy(buf[n:], w)
+			if pg {
+				lowerASCII(buf[n : n+len(w)])
+			}
+			n += len(w)
+			break
+		}
 		for _, c := range w {
 			if pg && 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
@@ -1167,6 +1236,23 @@ func (sc *scanner) appendPart(buf []byte, n int, t token) int {
 		n = start + cut
 	}
 	return n
+}
+
+// lowerASCII lower-cases the ASCII letters of b in place, eight bytes at
+// a time where it can; other bytes stay as they are.
+func lowerASCII(b []byte) {
+	i := 0
+	for ; len(b)-i >= 8; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x &^ highs8 // no carry across bytes below
+		upper := (y + (0x80-'A')*ones8) &^ (y + (0x7f-'Z')*ones8) &^ x & highs8
+		binary.LittleEndian.PutUint64(b[i:], x|upper>>2)
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
 }
 
 // addTable records name once, unless it names a CTE in scope.

@@ -400,3 +400,28 @@ func BenchmarkScan(b *testing.B) {
 		})
 	}
 }
+
+// TestUnicodeName: Postgres U&"…" names may spell any table with escapes,
+// which Scan does not decode: it reports Overflow. Elsewhere U& is no name.
+func TestUnicodeName(t *testing.T) {
+	var st Statement
+	for _, c := range []struct {
+		d        Dialect
+		text     string
+		overflow bool
+	}{
+		{Postgres, `SELECT * FROM U&"d\0061ta"`, true},
+		{Postgres, `SELECT * FROM s.u&"secret" x`, true},
+		{Postgres, `SELECT U&"c" FROM t`, true},
+		{Postgres, `SELECT U&'x' FROM t`, false},
+		{Postgres, `SELECT u & "c" FROM t`, false},
+		{MySQL, `SELECT * FROM U&"secret"`, false},
+	} {
+		if err := Scan([]byte(c.text), c.d, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Overflow != c.overflow {
+			t.Errorf("%v %s: Overflow %v, want %v (tables %q)", c.d, c.text, st.Overflow, c.overflow, st.TableList())
+		}
+	}
+}
