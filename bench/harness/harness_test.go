@@ -274,8 +274,8 @@ func TestMarkdownAndTargets(t *testing.T) {
 		"Proxy CPU ≤ 20 µs per request/response: redis GET -P 1":      "12.0 µs → yes",
 		"Proxy CPU ≤ 20 µs per request/response: redis GET -P 16":     "3.0 µs → yes",
 		"TCP bulk through an L4 rule: ≥ 0.9 × HAProxy":                "0.95 × → yes",
-		"Memory: ≤ 20 MB resident at start":                           "10.0 MiB → yes",
-		"Memory: ≤ 16 KB per idle connection":                         "10.2 KiB → yes",
+		"Memory: ≤ 20 MB resident at start":                           "10.0 MiB (10.5 MB) → yes",
+		"Memory: ≤ 16 KB per idle connection":                         "10.2 KiB (10.5 KB) → yes",
 		"Parsers and verdict: ≤ 100 ns per message, 0 allocs/op":      "2 of 4 within; over: dataplane/enforce Message/allowed 140 ns, 0 allocs; protocols/dns ParseReply/recorded 120 ns, 0 allocs → no",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
