@@ -29,6 +29,18 @@
 // MaxPending). README.md lists the wire format, the fields, the deny reply
 // and the known gaps.
 //
+// A head is parsed in two tight steps that each look at a byte once:
+// scanHead checks every byte of it as it arrives (8 bytes a word; the
+// first byte that needs a look is found from the word's flag bits) and
+// records where its lines end; the fields are then split once, and only
+// the few the parser needs (Host, Content-Length, Transfer-Encoding,
+// Connection, Upgrade) are picked by their name's length and compared
+// with word loads, case folded by |0x20 (fields.go). The value of any
+// other field is not looked at again. A plain path is copied as it is;
+// any other is normalised in one pass (path.go). Chunk-size lines of hex
+// digits and CRLF are read in one table loop, others by the byte-by-byte
+// state machine.
+//
 // Deny builds the 403 response for a denied request and Sniff recognises
 // an HTTP/1.x client from its first bytes. Protocol bundles them for
 // protocols/all.

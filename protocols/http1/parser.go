@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
@@ -310,22 +311,33 @@ func endsHold(data []byte, ends []uint32) bool {
 // OpMore. It returns the head's length, or more > 0, and records where
 // each complete line ends in ends[:h.lines].
 func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bool) (end, more int, err error) {
-	i := h.pos
+	// The place is kept in locals (the compiler would load and store
+	// h's fields around every write to ends) and written back to h
+	// before every return but an error's (the caller resets h then).
+	i, lines, lineStart := h.pos, h.lines, h.lineStart
 	for i < len(data) {
 		// Fast path: skip the bytes that need no more than a table check;
 		// the byte it stops at (CR, LF, a bad byte, a limit) goes through
 		// the checks below in their order.
 		ok, lim, high := &headerByte, min(len(data), MaxHead), uint64(0)
-		if h.lines == 0 {
+		if lines == 0 {
 			if request {
 				ok, high = &requestLineByte, 0x8080808080808080
 			}
-			lim = min(lim, h.lineStart+MaxStartLine)
+			lim = min(lim, lineStart+MaxStartLine)
 		}
-		for i+8 <= lim && !special8(binary.LittleEndian.Uint64(data[i:]), high) {
+		// special8's lowest flagged byte is exact, so the word loop stops
+		// at the byte to check; the table loop takes the last bytes.
+		found := false
+		for i+8 <= lim {
+			if m := special8(binary.LittleEndian.Uint64(data[i:]), high); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				found = true
+				break
+			}
 			i += 8
 		}
-		for i < lim && ok[data[i]] {
+		for !found && i < lim && ok[data[i]] {
 			i++
 		}
 		if i >= len(data) {
@@ -337,8 +349,8 @@ func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bo
 				return 0, 0, errHeadTooLong
 			}
 			if i+1 >= len(data) {
-				h.pos = i
-				if i == h.lineStart {
+				h.pos, h.lines, h.lineStart = i, lines, lineStart
+				if i == lineStart {
 					return 0, 1, nil
 				}
 				return 0, 3, nil // LF, and the empty line
@@ -346,31 +358,32 @@ func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bo
 			if data[i+1] != '\n' {
 				return 0, 0, errBareCR
 			}
-			if i == h.lineStart {
-				if h.lines == 0 {
+			if i == lineStart {
+				if lines == 0 {
 					return 0, 0, errRequestLine
 				}
+				h.lines = lines
 				return i + 2, 0, nil
 			}
-			if h.lines >= MaxHeaders+1 {
+			if lines >= MaxHeaders+1 {
 				return 0, 0, errTooManyHdrs
 			}
-			ends[h.lines] = uint32(i)
-			h.lines++
+			ends[lines] = uint32(i)
+			lines++
 			i += 2
-			h.lineStart = i
+			lineStart = i
 			continue
 		}
 		if i >= MaxHead {
 			return 0, 0, errHeadTooLong
 		}
-		if h.lines == 0 && i-h.lineStart >= MaxStartLine {
+		if lines == 0 && i-lineStart >= MaxStartLine {
 			return 0, 0, errLineTooLong
 		}
 		switch {
 		case c == '\n':
 			return 0, 0, errBareLF
-		case h.lines == 0 && request:
+		case lines == 0 && request:
 			if c != ' ' && (c < 0x21 || c > 0x7e) {
 				return 0, 0, errBadChar
 			}
@@ -381,23 +394,27 @@ func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bo
 		}
 		i++
 	}
-	h.pos = i
-	if i == h.lineStart {
+	h.pos, h.lines, h.lineStart = i, lines, lineStart
+	if i == lineStart {
 		return 0, 2, nil
 	}
 	return 0, 4, nil // CRLF, and the empty line
 }
 
-// special8 reports whether any of the 8 bytes of x may need more than the
-// table check of scanHead: a control byte (below 0x20: CR, LF, HTAB…),
-// DEL, or, where high is 0x8080808080808080, a byte above 0x7f. It may
-// report bytes that pass (HTAB), never miss one that does not.
-func special8(x, high uint64) bool {
+// special8 flags the bytes of x (little-endian) that may need more than
+// the table check of scanHead: a control byte (below 0x20: CR, LF,
+// HTAB…), DEL, or, where high is 0x8080808080808080, a byte above 0x7f.
+// It returns a mask with the top bit of each flagged byte set; zero when
+// no byte is. It may flag bytes that pass (HTAB), never misses one that
+// does not, and its lowest flagged byte is always a true one: a borrow
+// only runs upwards from a byte below 0x20 or equal to 0x7f, so bytes
+// above the first such may be flagged falsely, never bytes below it.
+func special8(x, high uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	below := (x - ones*0x20) &^ x & highs // some byte < 0x20
+	below := (x - ones*0x20) &^ x & highs // bytes < 0x20
 	d := x ^ (ones * 0x7f)
-	del := (d - ones) &^ d & highs // some byte == 0x7f
-	return below|del|x&high != 0
+	del := (d - ones) &^ d & highs // bytes == 0x7f
+	return below | del | x&high
 }
 
 // headerByte marks the bytes a header line (or a response's status line)
@@ -418,54 +435,29 @@ var requestLineByte = func() (t [256]bool) {
 	return t
 }()
 
-// headLine returns line k (k >= 1, a header line) of a complete, scanned head
-// without its CRLF; ends are the offsets of the lines' CRs (scanHead).
-func headLine(head []byte, ends []uint32, k int) []byte {
-	return head[ends[k-1]+2 : ends[k]]
-}
-
-// field splits a header line into name and value (OWS trimmed): the name
-// is a token directly followed by ':' (whitespace before the colon is
-// refused, as is a line starting with whitespace, obs-fold).
-func field(line []byte) (name, value []byte, err error) {
-	if line[0] == ' ' || line[0] == '\t' {
-		return nil, nil, errObsFold
-	}
-	// The name is a token ended by the colon: one pass finds and checks
-	// it (':' is no token byte).
-	colon := 0
-	for colon < len(line) && tokenChars[line[colon]] {
-		colon++
-	}
-	if colon == 0 || colon == len(line) || line[colon] != ':' {
-		return nil, nil, errHeader
-	}
-	v := line[colon+1:]
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return line[:colon], v, nil
-}
-
 // request decodes a complete request head and fills f; ends are the
 // offsets of its lines' CRs.
 func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, error) {
 	p.last.valid = false
 	line := head[:ends[0]]
-	sp := bytes.IndexByte(line, ' ')
-	if sp <= 0 {
-		return l7.OpMore, 0, errRequestLine
+	// One loop reads the method, a token, to the SP after it; anything
+	// else takes the checks below, which tell what is wrong.
+	sp := 0
+	for sp < len(line) && sp <= l7.MaxVerb && tokenChars[line[sp]] {
+		sp++
+	}
+	if sp == 0 || sp > l7.MaxVerb || sp == len(line) || line[sp] != ' ' {
+		if sp = indexSP(line); sp <= 0 {
+			return l7.OpMore, 0, errRequestLine
+		}
+		if sp > l7.MaxVerb {
+			return l7.OpMore, 0, errVerbTooLong
+		}
+		if !isToken(line[:sp]) {
+			return l7.OpMore, 0, errMethod
+		}
 	}
 	method := line[:sp]
-	if len(method) > l7.MaxVerb {
-		return l7.OpMore, 0, errVerbTooLong
-	}
-	if !isToken(method) {
-		return l7.OpMore, 0, errMethod
-	}
 	rest := line[sp+1:]
 	sp = bytes.IndexByte(rest, ' ')
 	if sp <= 0 {
@@ -488,28 +480,31 @@ func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, e
 		connUpgrade, upgrading bool
 	)
 	for k := 1; k < len(ends); k++ {
-		name, value, err := field(headLine(head, ends, k))
+		line := head[ends[k-1]+2 : ends[k]]
+		colon, err := fieldName(line)
 		if err != nil {
 			return l7.OpMore, 0, err
 		}
-		// The length picks the candidates (most fields are none).
+		// The length picks the candidates (most fields are none), a word
+		// compare decides; the value is looked at only for them.
+		name := line[:colon]
 		switch len(name) {
 		case len("host"):
-			if !equalFold(name, "host") {
+			if !nameHost.is(name) {
 				continue
 			}
 			if hostSeen {
 				return l7.OpMore, 0, errDupHost
 			}
-			hostSeen, host = true, value
+			hostSeen, host = true, trimOWS(line[colon+1:])
 		case len("content-length"):
 			switch {
-			case equalFold(name, "content-length"):
+			case nameContentLength.is(name):
 				if clSeen {
 					return l7.OpMore, 0, errDupLength
 				}
 				clSeen = true
-				if length, err = parseLength(value); err != nil {
+				if length, err = parseLength(trimOWS(line[colon+1:])); err != nil {
 					return l7.OpMore, 0, err
 				}
 			case equalFold(name, "content_length"):
@@ -519,8 +514,8 @@ func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, e
 			}
 		case len("transfer-encoding"):
 			switch {
-			case equalFold(name, "transfer-encoding"):
-				if te || !equalFold(value, "chunked") {
+			case nameTransferEncoding.is(name):
+				if te || !equalFold(trimOWS(line[colon+1:]), "chunked") {
 					return l7.OpMore, 0, errBadTE
 				}
 				te = true
@@ -528,12 +523,12 @@ func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, e
 				return l7.OpMore, 0, errHeader
 			}
 		case len("connection"):
-			if equalFold(name, "connection") && hasToken(value, "upgrade") {
+			if nameConnection.is(name) && hasToken(line[colon+1:], "upgrade") {
 				connUpgrade = true
 			}
 		case len("upgrade"):
-			if equalFold(name, "upgrade") {
-				upgrading = upgrading || len(value) > 0
+			if nameUpgrade.is(name) {
+				upgrading = upgrading || len(trimOWS(line[colon+1:])) > 0
 			}
 		}
 	}
@@ -700,24 +695,28 @@ func (p *Parser) response(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, 
 		length              int64
 	)
 	for k := 1; k < len(ends); k++ {
-		name, value, err := field(headLine(head, ends, k))
+		line := head[ends[k-1]+2 : ends[k]]
+		colon, err := fieldName(line)
 		if err != nil {
 			return l7.OpMore, 0, err
 		}
+		// The length picks the candidates, a word compare decides.
+		name := line[:colon]
 		switch {
-		case equalFold(name, "content-length"):
+		case len(name) != len("content-length") && len(name) != len("transfer-encoding"):
+		case nameContentLength.is(name):
 			if clSeen {
 				return l7.OpMore, 0, errDupLength
 			}
 			clSeen = true
-			if length, err = parseLength(value); err != nil {
+			if length, err = parseLength(trimOWS(line[colon+1:])); err != nil {
 				return l7.OpMore, 0, err
 			}
-		case equalFold(name, "transfer-encoding"):
+		case nameTransferEncoding.is(name):
 			// The final coding decides (RFC 9112 6.3): chunked, or
 			// else the body runs until the connection closes.
 			te = true
-			chunked = lastTokenIs(value, "chunked")
+			chunked = lastTokenIs(line[colon+1:], "chunked")
 		}
 	}
 	if te && clSeen {
@@ -805,6 +804,17 @@ func (b *body) chunked(data []byte) (n int, done bool, more int, err error) {
 	for {
 		switch b.chunk {
 		case chSize:
+			if b.ln.pos == 0 {
+				if size, n := chunkSize(data[i:]); n > 0 {
+					i += n
+					if size == 0 {
+						b.chunk = chTrailer
+					} else {
+						b.chunk, b.left = chData, size
+					}
+					continue
+				}
+			}
 			if i+b.ln.pos > len(data) {
 				b.ln = lineState{} // a shorter input: start the line over
 			}
@@ -1029,8 +1039,31 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 			port = rest[1:]
 		}
 	} else {
-		if k := bytes.IndexByte(a, ':'); k >= 0 {
-			h, port = a[:k], a[k+1:]
+		// One loop runs to the first byte that is no host byte, which
+		// must be the port's colon; it refuses an empty label and, while
+		// the host fits dst, writes it lower-cased.
+		out := dst[:cap(dst)]
+		k, prev := 0, byte(0)
+		for ; k < len(a); k++ {
+			c := a[k]
+			l := hostLower[c]
+			if l == 0 {
+				break
+			}
+			if c == '.' && prev == '.' {
+				return nil, nil, errHost
+			}
+			if k < len(out) {
+				out[k] = l
+			}
+			prev = c
+		}
+		h = a[:k]
+		if k < len(a) {
+			if a[k] != ':' {
+				return nil, nil, errHost
+			}
+			port = a[k+1:]
 		}
 		if len(h) > 1 && h[len(h)-1] == '.' {
 			h = h[:len(h)-1]
@@ -1038,22 +1071,7 @@ func appendHost(dst, a []byte, needPort bool) (host, port []byte, err error) {
 		if len(h) == 0 || h[0] == '.' || h[len(h)-1] == '.' {
 			return nil, nil, errHost
 		}
-		// One pass checks the bytes, refuses an empty label and, when
-		// the host fits, writes it lower-cased.
-		fits := len(h) <= cap(dst)
-		out := dst[:cap(dst)]
-		prev := byte(0)
-		for i, c := range h {
-			l := hostLower[c]
-			if l == 0 || c == '.' && prev == '.' {
-				return nil, nil, errHost
-			}
-			prev = c
-			if fits {
-				out[i] = l
-			}
-		}
-		lowered = fits
+		lowered = len(h) <= len(out)
 	}
 	if len(port) > 5 || (needPort && len(port) == 0) {
 		return nil, nil, errHost
@@ -1164,7 +1182,7 @@ func hasToken(v []byte, s string) bool {
 		} else {
 			e, v = v, nil
 		}
-		if equalFold(bytes.Trim(e, " \t"), s) {
+		if equalFold(trimOWS(e), s) {
 			return true
 		}
 	}
@@ -1177,5 +1195,5 @@ func lastTokenIs(v []byte, s string) bool {
 	if k := bytes.LastIndexByte(v, ','); k >= 0 {
 		v = v[k+1:]
 	}
-	return equalFold(bytes.Trim(v, " \t"), s)
+	return equalFold(trimOWS(v), s)
 }

@@ -1,6 +1,9 @@
 package http1
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 // AppendNormalizedPath appends to dst the normalised form of an
 // origin-form request target (a path starting with "/", with or without a
@@ -55,7 +58,8 @@ func normalPath(dst, target []byte) ([]byte, error) {
 			break
 		}
 		if !pathPlain[c] || prev == '/' && (c == '/' || c == '.') {
-			return appendPath(dst, cutQuery(target))
+			// The query, if any, starts after i.
+			return appendPath(dst, target[:i+len(cutQuery(target[i:]))])
 		}
 		prev = c
 	}
@@ -64,6 +68,14 @@ func normalPath(dst, target []byte) ([]byte, error) {
 	}
 	return append(dst, target[:n]...), nil
 }
+
+// segPlain marks the bytes a segment holds as they are in its normal
+// form: pathPlain's but "/".
+var segPlain = func() (t [256]bool) {
+	t = pathPlain
+	t['/'] = false
+	return t
+}()
 
 // pathPlain marks the bytes a plain path holds as they are: printable
 // ASCII but "%" (decoded), ";" (starts path parameters) and "\"
@@ -78,88 +90,109 @@ var pathPlain = func() (t [256]bool) {
 // appendPath appends the normal form of raw, a path starting with "/"
 // without query, to dst; it writes at most MaxPath bytes, so a dst with
 // that much room never grows. raw holds only printable ASCII.
+//
+// One pass over raw decodes each segment into its canonical form as it
+// goes; a segment is looked at again only when it is "", "." or ".."
+// (dropped or popped) or holds an encoded slash or backslash (the
+// encodedDot check).
 func appendPath(dst, raw []byte) ([]byte, error) {
 	base := len(dst)
 	limit := base + MaxPath
+	// Each raw byte gives at most 3 (a "\" becomes "%5C"), the final "/"
+	// one more; the writes below stay within limit.
+	if need := min(3*len(raw)+1, MaxPath); cap(dst)-len(dst) < need {
+		dst = slices.Grow(dst, need)
+	}
+	out := dst[:min(cap(dst), limit)]
+	w := base
 	trailing := false
 	for i := 1; ; {
-		end := len(raw)
-		if k := bytes.IndexByte(raw[i:], '/'); k >= 0 {
-			end = i + k
-		}
-		seg := raw[i:end]
-		if k := bytes.IndexByte(seg, ';'); k >= 0 {
-			seg = seg[:k]
-		}
-		start := len(dst)
-		if start+1 > limit {
+		start := w
+		if w >= len(out) {
 			return dst[:base], errPathTooLong
 		}
-		dst = append(dst, '/')
-		var err error
-		if dst, err = appendSegment(dst, seg, limit); err != nil {
-			return dst[:base], err
+		out[w] = '/'
+		w++
+		slash := false // the segment holds an encoded "/" or "\"
+		for i < len(raw) {
+			c := raw[i]
+			if segPlain[c] {
+				if w >= len(out) {
+					return dst[:base], errPathTooLong
+				}
+				out[w] = c
+				w++
+				i++
+				continue
+			}
+			if c == '/' {
+				break
+			}
+			if c == ';' {
+				// Path parameters run to the segment's end.
+				for i < len(raw) && raw[i] != '/' {
+					i++
+				}
+				break
+			}
+			if c == '%' {
+				if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+					return dst[:base], errPercent
+				}
+				c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
+				if c == 0 {
+					return dst[:base], errPathNUL
+				}
+				i += 2
+			}
+			i++
+			if keepEncoded(c) {
+				if w+3 > len(out) {
+					return dst[:base], errPathTooLong
+				}
+				out[w], out[w+1], out[w+2] = '%', upperHex[c>>4], upperHex[c&15]
+				w += 3
+				slash = slash || c == '/' || c == '\\'
+				continue
+			}
+			if w >= len(out) {
+				return dst[:base], errPathTooLong
+			}
+			out[w] = c
+			w++
 		}
-		switch s := dst[start+1:]; {
+		switch s := out[start+1 : w]; {
 		case len(s) == 0 || len(s) == 1 && s[0] == '.':
-			dst = dst[:start]
+			w = start
 			trailing = true
 		case len(s) == 2 && s[0] == '.' && s[1] == '.':
-			dst = dst[:start]
-			if k := bytes.LastIndexByte(dst[base:], '/'); k >= 0 {
-				dst = dst[:base+k]
+			w = start
+			if k := bytes.LastIndexByte(out[base:w], '/'); k >= 0 {
+				w = base + k
 			}
 			trailing = true
 		default:
-			if encodedDot(s) {
+			if slash && encodedDot(s) {
 				return dst[:base], errEncodedDot
 			}
 			trailing = false
 		}
-		if end == len(raw) {
+		if i >= len(raw) {
 			break
 		}
-		i = end + 1
+		i++ // past the "/"
 	}
-	if trailing || len(dst) == base {
-		if len(dst)+1 > limit {
+	if trailing || w == base {
+		if w >= len(out) {
 			return dst[:base], errPathTooLong
 		}
-		dst = append(dst, '/')
+		out[w] = '/'
+		w++
 	}
-	return dst, nil
+	return out[:w], nil
 }
 
 const upperHex = "0123456789ABCDEF"
-
-// appendSegment decodes seg and appends it in canonical form.
-func appendSegment(dst, seg []byte, limit int) ([]byte, error) {
-	for j := 0; j < len(seg); j++ {
-		c := seg[j]
-		if c == '%' {
-			if j+2 >= len(seg) || !isHex(seg[j+1]) || !isHex(seg[j+2]) {
-				return dst, errPercent
-			}
-			c = unhex(seg[j+1])<<4 | unhex(seg[j+2])
-			if c == 0 {
-				return dst, errPathNUL
-			}
-			j += 2
-		}
-		if keepEncoded(c) {
-			if len(dst)+3 > limit {
-				return dst, errPathTooLong
-			}
-			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
-			continue
-		}
-		if len(dst)+1 > limit {
-			return dst, errPathTooLong
-		}
-		dst = append(dst, c)
-	}
-	return dst, nil
-}
 
 // keepEncoded reports whether byte c is written percent-encoded in a
 // normalised segment.
