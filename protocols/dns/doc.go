@@ -4,9 +4,12 @@
 // message per datagram). Messages are decoded with
 // golang.org/x/net/dns/dnsmessage, whose copyable Parser and fixed-size
 // names keep every call free of allocations; the common query shape is
-// read directly from the bytes first (fastQuery), and so are the record
-// sections of a response outside a zone transfer (fastRecords), with the
-// same results.
+// read directly from the bytes first (fastQuery), and so is a response
+// outside a zone transfer (its header and question in parseResponse, its
+// record sections in fastRecords), with the same results. Answers, which
+// only the learning of egress names needs, reads the question again and
+// walks the answer section through dnsmessage after the frame, off the
+// verdict path.
 //
 // A query becomes one request frame: Verb = the query type as dig names
 // it ("A", "AAAA", "TXT", "HTTPS", "TYPE4660" for a type without a

@@ -1,6 +1,10 @@
 package dns
 
-import "bytes"
+import (
+	"bytes"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
 
 // The record sections of a response that is not part of a zone transfer
 // are checked straight from the bytes (fastRecords) rather than through
@@ -138,4 +142,46 @@ func fastRecords(msg []byte, off int) (cnames bool, ext uint8, err error) {
 		}
 	}
 	return cnames, ext, nil
+}
+
+// nameInto writes the name at off to n as dnsmessage's Name.unpack does
+// (each label followed by a dot; "." for the root), for a name that
+// unpackName accepted; false where it would fail.
+func nameInto(n *dnsmessage.Name, msg []byte, off int) bool {
+	cur, ptrs, l := off, 0, 0
+	for {
+		if cur >= len(msg) {
+			return false
+		}
+		c := int(msg[cur])
+		cur++
+		switch c & 0xC0 {
+		case 0x00:
+			if c == 0 {
+				if l == 0 {
+					n.Data[0], l = '.', 1
+				}
+				n.Length = uint8(l)
+				return true
+			}
+			end := cur + c
+			if end > len(msg) || l+c >= nameMax {
+				return false
+			}
+			l += copy(n.Data[l:], msg[cur:end])
+			n.Data[l] = '.'
+			l++
+			cur = end
+		case 0xC0:
+			if cur >= len(msg) {
+				return false
+			}
+			if ptrs++; ptrs > maxPtrs {
+				return false
+			}
+			cur = (c^0xC0)<<8 | int(msg[cur])
+		default:
+			return false
+		}
+	}
 }

@@ -140,3 +140,25 @@ func FuzzFastReply(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) { checkFastReply(t, msg) })
 }
+
+// TestNameInto checks nameInto against dnsmessage's Question on the
+// questions of the responses of TestFastReply.
+func TestNameInto(t *testing.T) {
+	for _, m := range fastReplyCases(t) {
+		var p dnsmessage.Parser
+		if _, err := p.Start(m); err != nil || be16(m[4:]) == 0 {
+			continue
+		}
+		q, err := p.Question()
+		if err != nil {
+			continue
+		}
+		if _, _, ok := unpackName(m, headerLen); !ok {
+			t.Fatalf("%x: unpackName refused the question's name", m)
+		}
+		var n dnsmessage.Name
+		if !nameInto(&n, m, headerLen) || n.String() != q.Name.String() {
+			t.Fatalf("%x: nameInto %q, Question %q", m, n.String(), q.Name.String())
+		}
+	}
+}

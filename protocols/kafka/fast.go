@@ -20,71 +20,74 @@ func (w *walker) fastWalk() (bool, error) {
 
 // produce reads a Produce body: transactional_id (v3+), acks, timeout_ms,
 // then the topics, each a name (v0-12) or an id (v13+) and partitions of
-// an index and a record set.
+// an index and a record set. The offset is kept in pos (see flat.go).
 func (w *walker) produce() error {
-	r := &w.r
+	b, pos, end, flex := w.r.b, w.r.pos, w.r.end, w.r.flex
+	var err error
 	if w.ver >= 3 {
-		if _, _, err := r.str(true); err != nil {
+		if _, _, pos, err = strAt(b, pos, end, flex, true); err != nil {
 			return err
 		}
 	}
-	acks, err := r.i16()
-	if err != nil {
+	var acks int16
+	if acks, pos, err = i16At(b, pos, end); err != nil {
 		return err
 	}
 	if acks == 0 && w.f != nil {
 		w.f.NoReply = true
 	}
-	if err := r.skip(4); err != nil {
+	if pos, err = skipAt(pos, end, 4); err != nil {
 		return err
 	}
-	n, err := r.array(false)
-	if err != nil {
+	var n int
+	if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 		return err
 	}
 	for range n {
-		start := r.pos
+		start := pos
 		w.beginTopic()
-		if err := w.topicKey(); err != nil {
+		if pos, err = w.topicKey(b, pos, end, flex); err != nil {
 			return err
 		}
-		m, err := r.array(false)
-		if err != nil {
+		var m int
+		if m, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 			return err
 		}
 		for range m {
-			pstart := r.pos
-			v, err := r.i32()
-			if err != nil {
+			pstart := pos
+			var v int32
+			if v, pos, err = i32At(b, pos, end); err != nil {
 				return err
 			}
 			w.partition(v)
-			if err := r.bytes(true); err != nil {
+			if pos, err = bytesAt(b, pos, end, flex, true); err != nil {
 				return err
 			}
-			if err := w.endStruct(pstart); err != nil {
+			if pos, err = endStruct(b, pos, end, flex, pstart); err != nil {
 				return err
 			}
 		}
-		if r.flex {
-			if err := r.tags(); err != nil {
+		if flex {
+			if pos, err = tagsAt(b, pos, end); err != nil {
 				return err
 			}
 		}
 		w.endTopic()
-		if r.pos == start {
+		if pos == start {
 			return errEmptyElement
 		}
 	}
-	return w.endBody()
+	return w.endBody(b, pos, end, flex)
 }
 
 // fetch reads a Fetch body: replica_id (v0-14), max_wait_ms, min_bytes,
 // max_bytes (v3+), isolation_level (v4+), the session id and epoch (v7+),
 // the topics, each a name (v0-12) or an id (v13+) and partitions, the
-// forgotten topics (v7+) and rack_id (v11+).
+// forgotten topics (v7+) and rack_id (v11+). The offset is kept in pos
+// (see flat.go).
 func (w *walker) fetch() error {
-	r := &w.r
+	b, pos, end, flex := w.r.b, w.r.pos, w.r.end, w.r.flex
+	var err error
 	fixed := 4 + 4 // max_wait_ms, min_bytes
 	if w.ver <= 14 {
 		fixed += 4 // replica_id
@@ -97,17 +100,16 @@ func (w *walker) fetch() error {
 	}
 	// The interpreter reads these one by one: a short body fails on the
 	// first field that does not fit, with the same error.
-	if err := r.skip(fixed); err != nil {
+	if pos, err = skipAt(pos, end, fixed); err != nil {
 		return err
 	}
 	if w.ver >= 7 {
-		id, err := r.i32()
-		if err != nil {
+		var id, ep int32
+		if id, pos, err = i32At(b, pos, end); err != nil {
 			return err
 		}
 		w.sessID = id
-		ep, err := r.i32()
-		if err != nil {
+		if ep, pos, err = i32At(b, pos, end); err != nil {
 			return err
 		}
 		w.sessEpoch = ep
@@ -128,115 +130,118 @@ func (w *walker) fetch() error {
 	if w.ver >= 5 {
 		rest += 8
 	}
-	n, err := r.array(false)
-	if err != nil {
+	var n int
+	if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 		return err
 	}
 	for range n {
-		start := r.pos
+		start := pos
 		w.beginTopic()
-		if err := w.topicKey(); err != nil {
+		if pos, err = w.topicKey(b, pos, end, flex); err != nil {
 			return err
 		}
-		m, err := r.array(false)
-		if err != nil {
+		var m int
+		if m, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 			return err
 		}
 		for range m {
-			pstart := r.pos
-			v, err := r.i32()
-			if err != nil {
+			pstart := pos
+			var v int32
+			if v, pos, err = i32At(b, pos, end); err != nil {
 				return err
 			}
 			w.partition(v)
-			if err := r.skip(rest); err != nil {
+			if pos, err = skipAt(pos, end, rest); err != nil {
 				return err
 			}
-			if err := w.endStruct(pstart); err != nil {
+			if pos, err = endStruct(b, pos, end, flex, pstart); err != nil {
 				return err
 			}
 		}
-		if r.flex {
-			if err := r.tags(); err != nil {
+		if flex {
+			if pos, err = tagsAt(b, pos, end); err != nil {
 				return err
 			}
 		}
 		w.endTopic()
-		if r.pos == start {
+		if pos == start {
 			return errEmptyElement
 		}
 	}
 	if w.ver >= 7 {
-		n, err := r.array(false)
-		if err != nil {
+		if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 			return err
 		}
 		for range n {
-			start := r.pos
+			start := pos
 			if w.ver <= 12 {
-				if _, _, err := r.str(false); err != nil {
+				if _, _, pos, err = strAt(b, pos, end, flex, false); err != nil {
 					return err
 				}
-			} else if err := r.skip(16); err != nil {
+			} else if pos, err = skipAt(pos, end, 16); err != nil {
 				return err
 			}
-			k, err := r.array(false)
-			if err != nil {
+			var k int
+			if k, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
 				return err
 			}
-			if err := r.skip(4 * k); err != nil {
+			if pos, err = skipAt(pos, end, 4*k); err != nil {
 				return err
 			}
-			if err := w.endStruct(start); err != nil {
+			if pos, err = endStruct(b, pos, end, flex, start); err != nil {
 				return err
 			}
 		}
 	}
 	if w.ver >= 11 {
-		if _, _, err := r.str(false); err != nil {
+		if _, _, pos, err = strAt(b, pos, end, flex, false); err != nil {
 			return err
 		}
 	}
-	return w.endBody()
+	return w.endBody(b, pos, end, flex)
 }
 
 // topicKey reads a topic's name (v0-12) or id (v13+), as kName and kID.
-func (w *walker) topicKey() error {
-	r := &w.r
+func (w *walker) topicKey(b []byte, pos, end int, flex bool) (int, error) {
 	if w.ver <= 12 {
-		off, n, err := r.str(false)
+		off, n, next, err := strAt(b, pos, end, flex, false)
 		if err != nil {
-			return err
+			return pos, err
 		}
 		w.nameOff, w.nameLen = off, n
-		return nil
+		return next, nil
 	}
-	if err := r.need(16); err != nil {
-		return err
+	if 16 > end-pos {
+		return pos, errTruncated
 	}
-	w.idOff = r.pos
-	r.pos += 16
-	return nil
+	w.idOff = pos
+	return pos + 16, nil
 }
 
 // endStruct ends an array element that began at start: its tagged fields
 // in flexible versions, and the interpreter's check that it was not empty.
-func (w *walker) endStruct(start int) error {
-	if w.r.flex {
-		if err := w.r.tags(); err != nil {
+func endStruct(b []byte, pos, end int, flex bool, start int) (int, error) {
+	if flex {
+		var err error
+		if pos, err = tagsAt(b, pos, end); err != nil {
+			return pos, err
+		}
+	}
+	if pos == start {
+		return pos, errEmptyElement
+	}
+	return pos, nil
+}
+
+// endBody reads the body's tagged fields in flexible versions and leaves
+// the reader at the end of what the walker read.
+func (w *walker) endBody(b []byte, pos, end int, flex bool) error {
+	if flex {
+		var err error
+		if pos, err = tagsAt(b, pos, end); err != nil {
 			return err
 		}
 	}
-	if w.r.pos == start {
-		return errEmptyElement
-	}
-	return nil
-}
-
-// endBody reads the body's tagged fields in flexible versions.
-func (w *walker) endBody() error {
-	if w.r.flex {
-		return w.r.tags()
-	}
+	w.r.pos = pos
 	return nil
 }

@@ -104,8 +104,9 @@ type Parser struct {
 	// 1 the fifo, 2 untracked; Denied undoes it.
 	last uint8
 
-	sum []byte // Verb, then the deny summary of the last request
-	res []byte // resolved topic names (Frame views), reset per request
+	sum  []byte // Verb, then the deny summary of the last request
+	vlen int    // the length of the Verb at the front of sum
+	res  []byte // resolved topic names (Frame views), reset per request
 
 	sess session
 
@@ -263,7 +264,12 @@ func (p *Parser) parseRequest(data []byte, f *l7.Frame) (l7.Op, int, error) {
 // flexible versions) for its topics, partitions and groups.
 func (p *Parser) walkRequest(msg []byte, hdrEnd int, key, ver int16, schema []field, f *l7.Frame) error {
 	flex := isFlexible(key, ver)
-	w := walker{r: reader{b: msg, pos: hdrEnd, end: len(msg), flex: flex}, key: key, ver: ver, p: p, f: f}
+	// Field by field: a composite literal was built in a temporary and
+	// copied, the copy's wide loads stalling on the narrow stores that
+	// had just filled it.
+	var w walker
+	w.r.b, w.r.pos, w.r.end, w.r.flex = msg, hdrEnd, len(msg), flex
+	w.key, w.ver, w.p, w.f = key, ver, p, f
 	if flex {
 		if err := w.r.tags(); err != nil {
 			return err
@@ -386,6 +392,7 @@ func (p *Parser) startSummary(key, ver int16, corr int32) {
 		s = append(s, "API_"...)
 		s = strconv.AppendInt(s, int64(key), 10)
 	}
+	p.vlen = len(s)
 	s = append(s, sumMagic0, sumMagic1, sumMagic2, sumMagic3, 0, 0, 0, 0)
 	s = binary.BigEndian.AppendUint16(s, uint16(key))
 	s = binary.BigEndian.AppendUint16(s, uint16(ver))
@@ -393,10 +400,9 @@ func (p *Parser) startSummary(key, ver int16, corr int32) {
 	p.sum = append(s, 0)
 }
 
-// verbLen is the length of the verb at the front of p.sum.
-func (p *Parser) verbLen() int {
-	return bytes.IndexByte(p.sum, sumMagic0)
-}
+// verbLen is the length of the verb at the front of p.sum, as
+// startSummary wrote it (API names and API_<n> hold no sumMagic0 byte).
+func (p *Parser) verbLen() int { return p.vlen }
 
 func (p *Parser) sumFlag(fl byte) {
 	if v := p.verbLen(); v >= 0 && v+sumHeader <= len(p.sum) {

@@ -256,7 +256,9 @@ func (w *walker) partition(v int32) {
 	if w.learn || !w.inTopic {
 		return
 	}
-	w.topicRecord()
+	if w.rec < 0 {
+		w.topicRecord()
+	}
 	if w.rec == 0 {
 		return
 	}
@@ -282,7 +284,9 @@ func (w *walker) endTopic() {
 		}
 		return
 	}
-	w.topicRecord()
+	if w.rec < 0 {
+		w.topicRecord()
+	}
 	if w.rec > 0 {
 		binary.BigEndian.PutUint32(w.p.sum[w.rec:], w.nparts)
 	}

@@ -78,6 +78,18 @@ func (r *reader) i32() (int32, error) {
 
 // uvarint reads an unsigned varint of at most 5 bytes that fits 32 bits.
 func (r *reader) uvarint() (uint32, error) {
+	if r.pos < r.end && r.b[r.pos] < 0x80 {
+		// One byte, as nearly every length and tag count is.
+		v := uint32(r.b[r.pos])
+		r.pos++
+		return v, nil
+	}
+	return r.uvarintLong()
+}
+
+// uvarintLong is uvarint past its one-byte case (a longer varint, or
+// none left).
+func (r *reader) uvarintLong() (uint32, error) {
 	var v uint32
 	for i := 0; i < 5; i++ {
 		if r.pos+i >= r.end {
@@ -104,11 +116,16 @@ func (r *reader) uvarint() (uint32, error) {
 func (r *reader) length(wide, nullable bool) (int, error) {
 	var n int
 	if r.flex {
-		u, err := r.uvarint()
-		if err != nil {
-			return 0, err
+		if r.pos < r.end && r.b[r.pos] < 0x80 {
+			n = int(r.b[r.pos]) - 1 // uvarint's one-byte case, inline
+			r.pos++
+		} else {
+			u, err := r.uvarintLong()
+			if err != nil {
+				return 0, err
+			}
+			n = int(u) - 1
 		}
-		n = int(u) - 1
 	} else if wide {
 		v, err := r.i32()
 		if err != nil {
@@ -159,6 +176,10 @@ func (r *reader) array(nullable bool) (int, error) { return r.length(true, nulla
 
 // tags skips a tagged-field section: a count, then tag, size and bytes.
 func (r *reader) tags() error {
+	if r.pos < r.end && r.b[r.pos] == 0 {
+		r.pos++ // no tagged fields, as nearly always
+		return nil
+	}
 	n, err := r.uvarint()
 	if err != nil {
 		return err

@@ -219,6 +219,23 @@ func (p *Parser) Parse(dir l7.Dir, data []byte, f *l7.Frame) (l7.Op, int, error)
 		return l7.OpMore, 0, errBadDir
 	}
 	if st.body > 0 {
+		// streamBody's cases for a binary body, which has no CRLF to
+		// check, here to save a call per piece: its middle, then its
+		// last byte.
+		switch skip := st.body - st.tail; {
+		case st.crlf:
+		case skip > 0 && len(data) > 0:
+			n := min(len(data), skip)
+			st.body -= n
+			f.Reset(dir)
+			return l7.OpSkip, n, nil
+		case skip <= 0 && len(data) >= st.tail:
+			f.Reset(dir)
+			f.Err, f.Partial = st.err, !st.final
+			n := st.tail
+			st.body, st.tail, st.final, st.err = 0, 0, false, false
+			return l7.OpFrame, n, nil
+		}
 		return p.streamBody(st, dir, data, f)
 	}
 	if len(data) == 0 {
@@ -914,21 +931,28 @@ func (p *Parser) binaryReply(st *dirState, data []byte, f *l7.Frame) (l7.Op, int
 	if len(data) < headerLen {
 		return l7.OpMore, headerLen - len(data), nil
 	}
-	h := readHeader(data)
-	if h.keylen+int(h.extlen) > h.bodylen {
+	// The fields are read one by one rather than through readHeader:
+	// building and copying its struct on the stack cost a store-forwarding
+	// stall per response, most of this function's time.
+	_ = data[headerLen-1]
+	op, extlen := data[1], int(data[4])
+	keylen := int(binary.BigEndian.Uint16(data[2:4]))
+	status := binary.BigEndian.Uint16(data[6:8])
+	bodylen := int(binary.BigEndian.Uint32(data[8:12]))
+	if keylen+extlen > bodylen {
 		return fail(st, errBinLengths)
 	}
-	if h.bodylen > p.lim.MaxItem+255+MaxKey {
+	if bodylen > p.lim.MaxItem+255+MaxKey {
 		return fail(st, errBodyTooLong)
 	}
-	partial := opcodes[h.op].quiet || (h.op == opStat && h.keylen > 0)
-	isErr := h.status != 0 && h.status != statusAuthContin
+	partial := opcodes[op].quiet || (op == opStat && keylen > 0)
+	isErr := status != 0 && status != statusAuthContin
 	f.Reset(l7.DirReply)
 	f.Err = isErr
 	f.Partial = partial
-	if h.bodylen > 0 {
+	if bodylen > 0 {
 		f.Partial = true
-		st.body, st.tail, st.final, st.err = h.bodylen, 1, !partial, isErr
+		st.body, st.tail, st.final, st.err = bodylen, 1, !partial, isErr
 	}
 	return l7.OpFrame, headerLen, nil
 }
@@ -940,26 +964,32 @@ func (p *Parser) binaryReply(st *dirState, data []byte, f *l7.Frame) (l7.Op, int
 // the final CRLF, the frame that completes the answer. A watch log line
 // (ts=…) answers no request and is skipped. Any other line is one answer.
 func (p *Parser) textReply(st *dirState, data []byte, f *l7.Frame) (l7.Op, int, error) {
-	end, next, err := p.line(st, data)
-	if err != nil {
-		return fail(st, err)
+	end, next, clean := 0, 0, false
+	if !st.active {
+		end, next, clean = cleanLine(data, p.lim.MaxLine)
 	}
-	if next == 0 {
-		return l7.OpMore, 1, nil
-	}
-	line := data[:end]
-	for _, c := range line {
-		if c < ' ' && c != '\t' {
-			return fail(st, errReplyLine)
+	if !clean {
+		var err error
+		if end, next, err = p.line(st, data); err != nil {
+			return fail(st, err)
+		}
+		if next == 0 {
+			return l7.OpMore, 1, nil
+		}
+		for _, c := range data[:end] {
+			if c < ' ' && c != '\t' {
+				return fail(st, errReplyLine)
+			}
 		}
 	}
+	line := data[:end]
 	f.Reset(l7.DirReply)
 	if len(line) == 0 {
 		return fail(st, errReplyLine)
 	}
-	first, ok := nextToken(line, 0)
+	first := span{0, wordEnd(line)} // nextToken(line, 0) when line[0] != ' '
 	switch w := line[first.off:first.end]; {
-	case !ok || first.off > 0:
+	case line[0] == ' ':
 		return fail(st, errReplyLine)
 	case string(w) == "VALUE" || string(w) == "CONFIG":
 		n, err := p.valueLine(line)

@@ -1,6 +1,7 @@
 package tls
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
@@ -180,37 +181,44 @@ func parseReply(data []byte) (l7.Op, int, error) {
 // records before pos are complete and checked.
 type reqState struct {
 	active bool
-	seen   int     // len(data) at the last OpMore
-	pos    int     // offset of the next record header
-	got    int     // handshake bytes in the records before pos
-	hdr    [4]byte // the handshake header, its first min(got, 4) bytes
-	total  int     // handshake header + ClientHello length; 0 until known
+	seen   int    // len(data) at the last OpMore
+	pos    int    // offset of the next record header
+	got    int    // handshake bytes in the records before pos
+	hdr    uint32 // the handshake header, its first min(got, 4) bytes, big endian
+	total  int    // handshake header + ClientHello length; 0 until known
 }
 
 // parseHello frames the records that carry the ClientHello, then decodes it.
 // The checks run in the order of the bytes they look at, so that a prefix
 // of the input never gives another error than the whole.
+//
+// The place is kept in locals and written to p.req only before OpMore:
+// kept in the struct, every step was a store and a load, and the load
+// after the struct was zeroed stalled.
 func (p *Parser) parseHello(data []byte, f *l7.Frame) (l7.Op, int, error) {
-	st := &p.req
-	if !st.active || len(data) < st.seen {
-		*st = reqState{}
+	var (
+		pos, got, total int
+		hdr             uint32
+	)
+	if st := &p.req; st.active && len(data) >= st.seen {
+		pos, got, total, hdr = st.pos, st.got, st.total, st.hdr
 	}
 	for {
-		if st.total > 0 && st.got == st.total {
-			return p.hello(data, f)
+		if total > 0 && got == total {
+			return p.hello(data, f, pos, total)
 		}
 		// At least this many handshake bytes are still to come.
-		least := st.total
+		least := total
 		if least == 0 {
 			least = handshakeHeaderLen + minHelloBody
 		}
-		least -= st.got
+		least -= got
 
 		// The record header.
-		i := st.pos
+		i := pos
 		have := len(data) - i
 		if have < 1 {
-			return p.more(data, recordHeaderLen+least)
+			return p.more(data, recordHeaderLen+least, pos, got, total, hdr)
 		}
 		if c := data[i]; c != typeHandshake {
 			if i == 0 && c&0x80 != 0 {
@@ -220,19 +228,19 @@ func (p *Parser) parseHello(data []byte, f *l7.Frame) (l7.Op, int, error) {
 			return p.fail(errNotHandshake)
 		}
 		if have < 2 {
-			return p.more(data, recordHeaderLen-1+least)
+			return p.more(data, recordHeaderLen-1+least, pos, got, total, hdr)
 		}
 		if data[i+1] != 3 {
 			return p.fail(errRecordVersion)
 		}
 		if have < 3 {
-			return p.more(data, recordHeaderLen-2+least)
+			return p.more(data, recordHeaderLen-2+least, pos, got, total, hdr)
 		}
 		if data[i+2] > 4 {
 			return p.fail(errRecordVersion)
 		}
 		if have < recordHeaderLen {
-			return p.more(data, recordHeaderLen-have+least)
+			return p.more(data, recordHeaderLen-have+least, pos, got, total, hdr)
 		}
 		l := int(data[i+3])<<8 | int(data[i+4])
 		end := i + recordHeaderLen + l
@@ -243,28 +251,48 @@ func (p *Parser) parseHello(data []byte, f *l7.Frame) (l7.Op, int, error) {
 			return p.fail(errRecordTooLong)
 		case end > MaxMessage:
 			return p.fail(errMessageTooLong)
-		case st.total > 0 && st.got+l > st.total:
+		case total > 0 && got+l > total:
 			return p.fail(errTrailing)
 		}
 
 		// The handshake header, where it lies in this record.
-		hdr, total := st.hdr, st.total
+		h, t := hdr, total
 		frag := data[i+recordHeaderLen : min(end, len(data))]
-		for k, hn := 0, st.got; hn < handshakeHeaderLen && k < len(frag); k, hn = k+1, hn+1 {
-			hdr[hn] = frag[k]
-			if hn == 0 && hdr[0] != typeClientHello {
+		if got == 0 && len(frag) >= handshakeHeaderLen {
+			// The whole header in the first record, as nearly always:
+			// the loop below's checks, in its order, in one step.
+			h = binary.BigEndian.Uint32(frag)
+			frag = nil // read
+			if h>>24 != typeClientHello {
+				return p.fail(errNotClientHello)
+			}
+			switch hl := int(h & 0xffffff); {
+			case hl > MaxHandshake:
+				return p.fail(errHelloTooLong)
+			case hl < minHelloBody:
+				return p.fail(errShortHello)
+			default:
+				t = handshakeHeaderLen + hl
+			}
+			if l > t {
+				return p.fail(errTrailing)
+			}
+		}
+		for k, hn := 0, got; hn < handshakeHeaderLen && k < len(frag); k, hn = k+1, hn+1 {
+			h |= uint32(frag[k]) << (24 - 8*hn)
+			if hn == 0 && h>>24 != typeClientHello {
 				return p.fail(errNotClientHello)
 			}
 			if hn == handshakeHeaderLen-1 {
-				hl := int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
+				hl := int(h & 0xffffff)
 				switch {
 				case hl > MaxHandshake:
 					return p.fail(errHelloTooLong)
 				case hl < minHelloBody:
 					return p.fail(errShortHello)
 				}
-				total = handshakeHeaderLen + hl
-				if st.got+l > total {
+				t = handshakeHeaderLen + hl
+				if got+l > t {
 					return p.fail(errTrailing)
 				}
 			}
@@ -272,23 +300,24 @@ func (p *Parser) parseHello(data []byte, f *l7.Frame) (l7.Op, int, error) {
 
 		if end > len(data) {
 			need := end - len(data)
-			if total > 0 {
-				least = total
+			if t > 0 {
+				least = t
 			} else {
 				least = handshakeHeaderLen + minHelloBody
 			}
-			if after := least - st.got - l; after > 0 {
+			if after := least - got - l; after > 0 {
 				need += recordHeaderLen + after
 			}
-			return p.more(data, need)
+			return p.more(data, need, pos, got, total, hdr)
 		}
-		st.pos, st.got, st.hdr, st.total = end, st.got+l, hdr, total
+		pos, got, hdr, total = end, got+l, h, t
 	}
 }
 
-func (p *Parser) more(data []byte, n int) (l7.Op, int, error) {
-	p.req.active = true
-	p.req.seen = len(data)
+// more records the place the records before pos left (see reqState) and
+// asks for n more bytes.
+func (p *Parser) more(data []byte, n, pos, got, total int, hdr uint32) (l7.Op, int, error) {
+	p.req = reqState{active: true, seen: len(data), pos: pos, got: got, hdr: hdr, total: total}
 	return l7.OpMore, max(n, 1), nil
 }
 
@@ -303,19 +332,23 @@ type fields struct {
 	sni, alpn []byte
 }
 
-// hello decodes the complete ClientHello carried by data[:p.req.pos].
-func (p *Parser) hello(data []byte, f *l7.Frame) (l7.Op, int, error) {
-	n := p.req.pos
-	c := cursor{
-		data: data[:n],
-		off:  recordHeaderLen,
-		left: int(data[3])<<8 | int(data[4]),
-		rem:  p.req.total,
-	}
-	c.skip(handshakeHeaderLen)
+// hello decodes the complete ClientHello carried by data[:n], total bytes
+// of handshake header and message.
+func (p *Parser) hello(data []byte, f *l7.Frame, n, total int) (l7.Op, int, error) {
 	var h fields
-	if err := p.decode(&c, &h); err != nil {
-		return p.fail(err)
+	if first := int(data[3])<<8 | int(data[4]); first == total {
+		// The whole hello in the first record, as nearly always. (The
+		// cursor is built only when needed: the copy of its literal
+		// stalled on the stores that had just built it.)
+		if err := p.decodeFlat(data[recordHeaderLen+handshakeHeaderLen:n], &h); err != nil {
+			return p.fail(err)
+		}
+	} else {
+		c := cursor{data: data[:n], off: recordHeaderLen, left: first, rem: total}
+		c.skip(handshakeHeaderLen)
+		if err := p.decode(&c, &h); err != nil {
+			return p.fail(err)
+		}
 	}
 	p.req = reqState{}
 	p.passed = true
@@ -357,6 +390,23 @@ func (p *Parser) decode(c *cursor, h *fields) error {
 	return p.extensions(c, h)
 }
 
+// decodeFlat is decode over b, the ClientHello body, held whole in the
+// first record: the same checks and errors in the same order.
+func (p *Parser) decodeFlat(b []byte, h *fields) error {
+	i, err := decodeHeadFlat(b, h)
+	if err != nil {
+		return err
+	}
+	b = b[i:]
+	if len(b) == 0 {
+		return nil // no extensions (TLS 1.2 and earlier allow it)
+	}
+	if len(b) < 2 || int(b[0])<<8|int(b[1]) != len(b)-2 {
+		return errExtensions
+	}
+	return p.extensionsFlat(b[2:], h)
+}
+
 // extensionsFlat is extensions over b, the rest of the hello, held in one
 // record: the same checks and errors in the same order, with the offsets
 // in locals rather than in a cursor.
@@ -366,7 +416,10 @@ func (p *Parser) extensionsFlat(b []byte, h *fields) error {
 		if len(b)-i < 4 {
 			return errExtensions
 		}
-		typ, l := int(b[i])<<8|int(b[i+1]), int(b[i+2])<<8|int(b[i+3])
+		// One load for the type and the length: the loop's chain of
+		// dependent loads is its cost.
+		tl := binary.BigEndian.Uint32(b[i:])
+		typ, l := int(tl>>16), int(tl&0xffff)
 		i += 4
 		if l > len(b)-i {
 			return errExtensions
@@ -424,9 +477,7 @@ func (p *Parser) serverNameFlat(b []byte, h *fields) error {
 		if nl > MaxServerName+1 { // a final dot is dropped
 			return errHostNameTooLong
 		}
-		name := p.sni[:nl]
-		copy(name, entry)
-		name, err := hostName(name)
+		name, err := hostName(p.sni[:nl], entry) // copied as it is checked
 		if err != nil {
 			return err
 		}
@@ -466,47 +517,57 @@ func (p *Parser) protocolsFlat(b []byte, h *fields) error {
 // it read; decodeHeadSplit does the same through c when the hello spans
 // records. Both give the same errors in the same order.
 func decodeHead(b []byte, c *cursor, h *fields) error {
+	i, err := decodeHeadFlat(b, h)
+	if err != nil {
+		return err
+	}
+	c.off, c.left, c.rem = c.off+i, c.left-i, c.rem-i
+	return nil
+}
+
+// decodeHeadFlat is decodeHead without a cursor: it returns the offset in
+// b of the extensions.
+func decodeHeadFlat(b []byte, h *fields) (int, error) {
 	v := int(b[0])<<8 | int(b[1]) // the framing guarantees minHelloBody bytes
 	if v>>8 != 3 {
-		return errLegacyVersion
+		return 0, errLegacyVersion
 	}
 	h.version = v
 	i := 2 + 32 // random
 	sid := int(b[i])
 	i++
 	if sid > MaxSessionID {
-		return errSessionID
+		return 0, errSessionID
 	}
 	if sid > len(b)-i {
-		return errTruncated
+		return 0, errTruncated
 	}
 	i += sid
 	if len(b)-i < 2 {
-		return errTruncated
+		return 0, errTruncated
 	}
 	cs := int(b[i])<<8 | int(b[i+1])
 	i += 2
 	if cs == 0 || cs%2 != 0 {
-		return errCipherSuites
+		return 0, errCipherSuites
 	}
 	if cs > len(b)-i {
-		return errTruncated
+		return 0, errTruncated
 	}
 	i += cs
 	if len(b)-i < 1 {
-		return errTruncated
+		return 0, errTruncated
 	}
 	cm := int(b[i])
 	i++
 	if cm == 0 {
-		return errCompression
+		return 0, errCompression
 	}
 	if cm > len(b)-i {
-		return errTruncated
+		return 0, errTruncated
 	}
 	i += cm
-	c.off, c.left, c.rem = c.off+i, c.left-i, c.rem-i
-	return nil
+	return i, nil
 }
 
 // decodeHeadSplit is decodeHead through the cursor.
@@ -631,7 +692,7 @@ func (p *Parser) serverName(s *cursor, h *fields) error {
 		}
 		name := p.sni[:nl]
 		s.read(name)
-		name, err := hostName(name)
+		name, err := hostName(name, name)
 		if err != nil {
 			return err
 		}
@@ -640,17 +701,19 @@ func (p *Parser) serverName(s *cursor, h *fields) error {
 	return nil
 }
 
-// hostName lower-cases name in place and checks that it is a DNS name:
-// labels of 1 to 63 letters, digits, '-' or '_' separated by single dots,
-// at most one final dot, which is dropped. It returns the name, at most
+// hostName writes name, lower-cased, to dst (at least as long; it may be
+// name itself) and checks that it is a DNS name: labels of 1 to 63
+// letters, digits, '-' or '_' separated by single dots, at most one final
+// dot, which is dropped. It returns the name in dst, at most
 // MaxServerName bytes, capacity-limited.
-func hostName(name []byte) ([]byte, error) {
+func hostName(dst, name []byte) ([]byte, error) {
 	if n := len(name); name[n-1] == '.' {
 		name = name[:n-1]
 	}
 	if len(name) == 0 {
 		return nil, errHostName
 	}
+	dst = dst[:len(name)]
 	label := 0
 	for i, c := range name {
 		if c == '.' {
@@ -658,15 +721,17 @@ func hostName(name []byte) ([]byte, error) {
 				return nil, errHostName
 			}
 			label = 0
+			dst[i] = c
 			continue
 		}
 		l := labelByte[c]
 		if l == 0 || label == 63 {
 			return nil, errHostName
 		}
-		name[i] = l
+		dst[i] = l
 		label++
 	}
+	name = dst
 	if label == 0 {
 		return nil, errHostName
 	}
