@@ -2,7 +2,9 @@
 // knowledge, the way gRPC and service meshes speak it) for the data plane:
 // it frames the client's and the server's frames, decodes the client's
 // header blocks with an HPACK decoder whose dynamic table lives in a
-// fixed byte ring, and reports each request (a header block opening a
+// fixed byte ring (entries tagged at insertion with the request field
+// their name is, so that lookups compare no names; table-driven Huffman
+// decoding), and reports each request (a header block opening a
 // stream) as an l7.Frame: Verb = :method, Resource = the normalised :path
 // (http1.AppendNormalizedPath; for gRPC "/pkg.Service/Method"), Aux = the
 // :authority host, Args = the stream id | ArgsGRPC.

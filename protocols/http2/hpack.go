@@ -3,6 +3,7 @@ package http2
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
@@ -23,15 +24,21 @@ var (
 const entryOverhead = 32
 
 // entry is one dynamic table entry: its name and value are
-// ring[off:off+nlen] and ring[off+nlen:off+nlen+vlen].
-type entry struct{ off, nlen, vlen uint32 }
+// ring[off:off+nlen] and ring[off+nlen:off+nlen+vlen]; kind is the seen
+// bit of the request field its name is (fieldKind), computed once at
+// insertion so that a lookup compares no names.
+type entry struct {
+	off, nlen, vlen uint32
+	kind            uint8
+}
 
 // decoder is the HPACK decoder state of one direction: the dynamic table,
 // kept in a byte ring owned by the decoder. The ring holds twice the
 // largest table size allowed so that every entry is contiguous (an entry
 // that does not fit before the end starts again at 0; the RFC's 32-byte
 // overhead per entry is more than the bytes wasted). Both are allocated
-// on the first insertion and grow only when the allowed size grows.
+// on the first insertion and grow only when the allowed size grows; the
+// entry ring's length is a power of two, indexed with a mask.
 type decoder struct {
 	ring []byte
 	ents []entry
@@ -75,10 +82,7 @@ func (d *decoder) evict(sz int) {
 	for d.n > 0 && d.size+sz > d.max {
 		e := d.ents[d.first]
 		d.size -= int(e.nlen+e.vlen) + entryOverhead
-		d.first++
-		if d.first == len(d.ents) {
-			d.first = 0
-		}
+		d.first = (d.first + 1) & (len(d.ents) - 1)
 		d.n--
 	}
 	if d.n == 0 {
@@ -88,20 +92,30 @@ func (d *decoder) evict(sz int) {
 
 // get returns dynamic entry i (1 = newest).
 func (d *decoder) get(i int) (name, value []byte, ok bool) {
-	if i < 1 || i > d.n {
+	e, ok := d.entry(i)
+	if !ok {
 		return nil, nil, false
 	}
-	k := d.first + d.n - i
-	if k >= len(d.ents) {
-		k -= len(d.ents)
-	}
-	e := d.ents[k]
 	b := d.ring[e.off : e.off+e.nlen+e.vlen]
 	return b[:e.nlen], b[e.nlen:], true
 }
 
-// insert adds name and value (which must not point into the ring) as the
-// newest entry.
+// entry returns dynamic entry i (1 = newest).
+func (d *decoder) entry(i int) (entry, bool) {
+	if uint(i-1) >= uint(d.n) {
+		return entry{}, false
+	}
+	return d.ents[(d.first+d.n-i)&(len(d.ents)-1)], true
+}
+
+// value returns the value of entry e.
+func (d *decoder) value(e entry) []byte {
+	return d.ring[e.off+e.nlen : e.off+e.nlen+e.vlen]
+}
+
+// insert adds name and value as the newest entry. Value must not point
+// into the ring; name may (a literal naming a dynamic entry): eviction
+// moves no bytes, and name is copied, with memmove, before value.
 func (d *decoder) insert(name, value []byte) {
 	sz := len(name) + len(value) + entryOverhead
 	if sz > d.max {
@@ -109,18 +123,17 @@ func (d *decoder) insert(name, value []byte) {
 		return
 	}
 	d.evict(sz)
-	d.grow()
+	if len(d.ring) < 2*d.limit {
+		d.grow()
+	}
 	l := len(name) + len(value)
 	if d.w+l > len(d.ring) {
 		d.w = 0
 	}
 	copy(d.ring[d.w:], name)
 	copy(d.ring[d.w+len(name):], value)
-	k := d.first + d.n
-	if k >= len(d.ents) {
-		k -= len(d.ents)
-	}
-	d.ents[k] = entry{off: uint32(d.w), nlen: uint32(len(name)), vlen: uint32(len(value))}
+	k := (d.first + d.n) & (len(d.ents) - 1)
+	d.ents[k] = entry{off: uint32(d.w), nlen: uint32(len(name)), vlen: uint32(len(value)), kind: fieldKind(name)}
 	d.n++
 	d.w += l
 	d.size += sz
@@ -134,11 +147,12 @@ func (d *decoder) grow() {
 		return
 	}
 	ring := make([]byte, 2*d.limit)
-	ents := make([]entry, d.limit/entryOverhead+1)
+	ents := make([]entry, 1<<bits.Len(uint(d.limit/entryOverhead)))
 	w := 0
 	for i := d.n; i >= 1; i-- {
+		old, _ := d.entry(i)
 		name, value, _ := d.get(i)
-		e := entry{off: uint32(w), nlen: uint32(len(name)), vlen: uint32(len(value))}
+		e := entry{off: uint32(w), nlen: uint32(len(name)), vlen: uint32(len(value)), kind: old.kind}
 		w += copy(ring[w:], name)
 		w += copy(ring[w:], value)
 		ents[d.n-i] = e
@@ -146,26 +160,24 @@ func (d *decoder) grow() {
 	d.ring, d.ents, d.first, d.w = ring, ents, 0, w
 }
 
-// field looks up table index i (static then dynamic).
-func (d *decoder) field(i int) (name, value []byte, static bool, err error) {
-	if i >= 1 && i <= len(staticTable) {
-		return nil, nil, true, nil
-	}
-	name, value, ok := d.get(i - len(staticTable))
-	if !ok {
-		return nil, nil, false, errIndex
-	}
-	return name, value, false, nil
-}
-
 // readInt decodes an HPACK integer with an n-bit prefix at b[0]. Values
 // are bounded by 1<<24 (more than any length this package accepts).
+// The per-field paths (decode, literal, readString) test the one-byte
+// case inline and call readIntLong for longer integers.
 func readInt(b []byte, n uint) (v int, used int, err error) {
 	mask := 1<<n - 1
-	v = int(b[0]) & mask
-	if v < mask {
+	if v := int(b[0]) & mask; v < mask {
 		return v, 1, nil
 	}
+	return readIntLong(b, mask)
+}
+
+// readIntLong decodes an HPACK integer whose prefix (b[0]&mask) is full.
+// It stays out of line, off the callers' hot paths.
+//
+//go:noinline
+func readIntLong(b []byte, mask int) (v int, used int, err error) {
+	v = mask
 	var shift uint
 	for i := 1; i < len(b); i++ {
 		c := b[i]
@@ -190,9 +202,12 @@ func readString(dst, b []byte, keep bool) ([]byte, int, error) {
 		return dst, 0, errString
 	}
 	huff := b[0]&0x80 != 0
-	l, k, err := readInt(b, 7)
-	if err != nil {
-		return dst, 0, err
+	l, k := int(b[0]&0x7f), 1
+	if l == 0x7f {
+		var err error
+		if l, k, err = readIntLong(b, 0x7f); err != nil {
+			return dst, 0, err
+		}
 	}
 	if l > len(b)-k {
 		return dst, 0, errString
@@ -207,52 +222,98 @@ func readString(dst, b []byte, keep bool) ([]byte, int, error) {
 		}
 		return append(dst, s...), k + l, nil
 	}
-	dst, err = huffmanDecode(dst, s)
+	dst, err := huffmanDecode(dst, s)
 	return dst, k + l, err
 }
 
 // huffmanDecode appends the Huffman decoding of s to dst, within
-// cap(dst). The code is canonical (RFC 7541 Appendix B): codes of one
-// length are consecutive, so a bit-by-bit walk compares the code read so
-// far with the first code of its length.
+// cap(dst). It reads the string into a 64-bit accumulator and decodes
+// the codes of up to 8 bits (every letter, digit and common punctuation)
+// with one lookup in huffShort; longer codes are found by length in the
+// canonical tables (RFC 7541 Appendix B: codes of one length are
+// consecutive).
 func huffmanDecode(dst, s []byte) ([]byte, error) {
-	var code uint32
-	var l uint8
-	ones := true // the bits of the pending code are all ones
-	for _, c := range s {
-		for bit := 7; bit >= 0; bit-- {
-			b := uint32(c>>uint(bit)) & 1
-			code = code<<1 | b
-			l++
-			ones = ones && b == 1
-			if l < huffMinLen {
+	var acc uint64 // the pending bits are the low nbits bits
+	var nbits uint
+	i := 0
+	for {
+		for nbits <= 56 && i < len(s) {
+			acc = acc<<8 | uint64(s[i])
+			nbits += 8
+			i++
+		}
+		// Codes of up to 8 bits while 8 bits are pending.
+		for nbits >= 8 {
+			e := huffShort[byte(acc>>(nbits-8))]
+			if e.len == 0 {
+				break
+			}
+			if len(dst) == cap(dst) {
+				return dst, errField
+			}
+			dst = append(dst, e.sym)
+			nbits -= uint(e.len)
+		}
+		if nbits >= 8 { // a longer code
+			if nbits < 30 && i < len(s) {
 				continue
 			}
-			if l > 30 {
+			e, ok := huffLong(acc, nbits)
+			if !ok {
 				return dst, errHuffman
 			}
-			if d := code - huffFirst[l]; code >= huffFirst[l] && d < uint32(huffCount[l]) {
-				sym := huffSyms[int(huffStart[l])+int(d)]
-				if sym == 256 {
-					return dst, errHuffman // EOS in a string
-				}
-				if len(dst) == cap(dst) {
-					return dst, errField
-				}
-				dst = append(dst, byte(sym))
-				code, l, ones = 0, 0, true
+			if len(dst) == cap(dst) {
+				return dst, errField
 			}
+			dst = append(dst, e.sym)
+			nbits -= uint(e.len)
+			continue
 		}
+		if i < len(s) {
+			continue
+		}
+		if nbits == 0 {
+			return dst, nil
+		}
+		// The tail: pad with ones (a prefix of EOS) to look up.
+		if e := huffShort[byte(acc<<(8-nbits))|byte(0xff>>nbits)]; e.len != 0 && uint(e.len) <= nbits {
+			if len(dst) == cap(dst) {
+				return dst, errField
+			}
+			dst = append(dst, e.sym)
+			nbits -= uint(e.len)
+			continue
+		}
+		// Padding: fewer than 8 bits, all ones.
+		if acc&(1<<nbits-1) != 1<<nbits-1 {
+			return dst, errHuffman
+		}
+		return dst, nil
 	}
-	// Padding: fewer than 8 bits, all ones (a prefix of EOS).
-	if l > 7 || !ones {
-		return dst, errHuffman
-	}
-	return dst, nil
 }
 
-// huffMinLen is the shortest code length.
-const huffMinLen = 5
+// huffLong decodes a code of 9 to 30 bits at the top of the nbits
+// pending bits of acc; EOS (in a string) is not a symbol.
+func huffLong(acc uint64, nbits uint) (huffEntry, bool) {
+	for l := uint(9); l <= min(nbits, 30); l++ {
+		code := uint32(acc>>(nbits-l)) & (1<<l - 1)
+		if d := code - huffFirst[l]; code >= huffFirst[l] && d < uint32(huffCount[l]) {
+			sym := huffSyms[int(huffStart[l])+int(d)]
+			if sym == 256 {
+				return huffEntry{}, false
+			}
+			return huffEntry{sym: byte(sym), len: uint8(l)}, true
+		}
+	}
+	return huffEntry{}, false
+}
+
+// huffEntry is a decoded symbol and its code's length (0: none).
+type huffEntry struct{ sym, len uint8 }
+
+// huffShort decodes the codes of up to 8 bits: entry b is the symbol
+// whose code is a prefix of byte b.
+var huffShort [256]huffEntry
 
 // The canonical decoding tables, built once from huffmanCodes and
 // huffmanCodeLen: for each length l, huffCount[l] codes start at
@@ -304,5 +365,13 @@ func init() {
 	}
 	if k != 257 {
 		panic(errors.New("http2: huffman table is not canonical"))
+	}
+	for sym := range 256 {
+		if l := uint(lens[sym]); l <= 8 {
+			base := codes[sym] << (8 - l)
+			for fill := range uint32(1) << (8 - l) {
+				huffShort[base|fill] = huffEntry{sym: byte(sym), len: uint8(l)}
+			}
+		}
 	}
 }

@@ -38,8 +38,12 @@ const (
 	MaxPath = http1.MaxPath
 )
 
-// maxPrevPath bounds the raw path whose normal form the parser reuses.
-const maxPrevPath = 256
+// maxPrevPath bounds the raw path whose normal form the parser reuses;
+// maxPrevAuth the raw authority whose host it reuses.
+const (
+	maxPrevPath = 256
+	maxPrevAuth = 64
+)
 
 // ArgsGRPC is set in Frame.Args on a gRPC request (content-type
 // application/grpc…); the low 32 bits of Args are the stream id.
@@ -150,8 +154,15 @@ type Parser struct {
 	prev  [maxPrevPath]byte
 	nprev int
 	npath int
-	host  [MaxHost]byte
-	nh    int
+	// pathHit: the :path equals prev[:nprev] (raw is not filled).
+	pathHit bool
+	host    [MaxHost]byte
+	nh      int
+	// auth is the raw :authority (or host) whose host host[:nhost]
+	// holds (values up to len(auth) bytes).
+	auth  [maxPrevAuth]byte
+	nauth int
+	nhost int
 }
 
 // seen bits.
@@ -390,7 +401,7 @@ func (p *Parser) headers(dir l7.Dir, s *side, data []byte, id uint32, f *l7.Fram
 		return l7.OpMore, 0, err
 	}
 	open := id > p.lastStream
-	p.seen, p.grpc, p.indexed, p.nm, p.nr, p.nh = 0, false, false, 0, 0, 0
+	p.seen, p.grpc, p.indexed, p.nm, p.nr, p.nh, p.pathHit = 0, false, false, 0, 0, 0, false
 	if err := p.decode(block, open); err != nil {
 		return l7.OpMore, 0, err
 	}
@@ -415,12 +426,15 @@ func (p *Parser) headers(dir l7.Dir, s *side, data []byte, id uint32, f *l7.Fram
 	}
 	switch {
 	case p.seen&seenPath != 0:
-		if p.nr == 1 && p.raw[0] == '*' && string(f.Verb) == "OPTIONS" {
-			f.Resource = p.raw[:1]
+		raw := p.raw[:p.nr]
+		if p.pathHit {
+			raw = p.prev[:p.nr]
+		}
+		if len(raw) == 1 && raw[0] == '*' && string(f.Verb) == "OPTIONS" {
+			f.Resource = raw
 			break
 		}
-		raw := p.raw[:p.nr]
-		if p.nprev > 0 && string(raw) == string(p.prev[:p.nprev]) {
+		if p.pathHit {
 			f.Resource = p.path[:p.npath]
 			break
 		}
@@ -491,51 +505,61 @@ func fragment(b []byte) ([]byte, error) {
 }
 
 // decode runs the HPACK decoder over a client header block, keeping the
-// fields a request frame needs when open.
+// fields a request frame needs when open. Every field is decoded (the
+// table must stay in step); only the values of the fields the verdict
+// needs (fieldKind) are kept, found by static index (staticKind) or by
+// the kind recorded in the dynamic entry, without comparing names.
 func (p *Parser) decode(b []byte, open bool) error {
 	if p.str == nil {
 		p.str = make([]byte, 0, MaxField)
 	}
 	fields := false
-	for len(b) > 0 {
-		c := b[0]
+	for pos := 0; pos < len(b); {
+		c := b[pos]
 		switch {
 		case c&0x80 != 0: // indexed field
-			i, k, err := readInt(b, 7)
-			if err != nil {
-				return err
+			i := int(c & 0x7f)
+			pos++
+			if i == 0x7f {
+				v, k, err := readIntLong(b[pos-1:], 0x7f)
+				if err != nil {
+					return err
+				}
+				i, pos = v, pos-1+k
+			}
+			fields = true
+			if uint(i-1) < uint(len(staticTable)) {
+				if p.fieldHook != nil {
+					p.fieldHook([]byte(staticTable[i-1].name), []byte(staticTable[i-1].value))
+				}
+				if kind := staticKind[i]; open && kind != 0 {
+					if err := p.keepStatic(kind, i); err != nil {
+						return err
+					}
+				}
+				continue
 			}
 			if i == 0 {
 				return errIndex
 			}
-			b = b[k:]
-			name, value, static, err := p.hd.field(i)
-			if err != nil {
-				return err
+			e, ok := p.hd.entry(i - len(staticTable))
+			if !ok {
+				return errIndex
 			}
 			if p.fieldHook != nil {
-				if static {
-					p.fieldHook([]byte(staticTable[i-1].name), []byte(staticTable[i-1].value))
-				} else {
-					p.fieldHook(name, value)
-				}
+				name, value, _ := p.hd.get(i - len(staticTable))
+				p.fieldHook(name, value)
 			}
-			if open {
-				if static {
-					err = p.keepStatic(i)
-				} else {
-					err = p.keep(name, value)
-				}
-				if err != nil {
+			if open && e.kind != 0 {
+				if err := p.keep(e.kind, p.hd.value(e)); err != nil {
 					return err
 				}
 			}
-			fields = true
 		case c&0xe0 == 0x20: // dynamic table size update
 			if fields {
 				return errUpdate
 			}
-			v, k, err := readInt(b, 5)
+			v, k, err := readInt(b[pos:], 5)
 			if err != nil {
 				return err
 			}
@@ -543,18 +567,18 @@ func (p *Parser) decode(b []byte, open bool) error {
 				return err
 			}
 			p.indexed = true
-			b = b[k:]
+			pos += k
 		default: // literal: with (01), without (0000) or never (0001) indexing
 			index := c&0xc0 == 0x40
 			prefix := uint(4)
 			if index {
 				prefix = 6
 			}
-			k, err := p.literal(b, prefix, index, open)
+			k, err := p.literal(b[pos:], prefix, index, open)
 			if err != nil {
 				return err
 			}
-			b = b[k:]
+			pos += k
 			fields = true
 		}
 	}
@@ -563,13 +587,23 @@ func (p *Parser) decode(b []byte, open bool) error {
 
 // literal decodes one literal field representation at the front of b.
 func (p *Parser) literal(b []byte, prefix uint, index, open bool) (int, error) {
-	i, used, err := readInt(b, prefix)
-	if err != nil {
-		return 0, err
+	mask := 1<<prefix - 1
+	i, used := int(b[0])&mask, 1
+	var err error
+	if i == mask {
+		if i, used, err = readIntLong(b, mask); err != nil {
+			return 0, err
+		}
 	}
+	// The name is decoded into p.str or referenced in place (static
+	// table, or dynamic table: insert copies the name before the value
+	// and eviction moves no bytes); the value follows it in p.str, the
+	// two within MaxField.
 	str := p.str[:0]
 	var name []byte
-	if i == 0 {
+	var kind uint8
+	switch {
+	case i == 0:
 		var k int
 		str, k, err = readString(str, b[used:], true)
 		if err != nil {
@@ -577,25 +611,31 @@ func (p *Parser) literal(b []byte, prefix uint, index, open bool) (int, error) {
 		}
 		used += k
 		name = str
-	} else {
-		n, _, static, err := p.hd.field(i)
-		if err != nil {
-			return 0, err
+		kind = fieldKind(str)
+	case i <= len(staticTable):
+		name = staticName[i]
+		str = str[: 0 : cap(str)-len(name)]
+		kind = staticKind[i]
+		if kind == seenHost|seenStatic {
+			kind = seenHost
 		}
-		if static {
-			str = append(str, staticTable[i-1].name...)
-		} else {
-			if len(n) > cap(str) {
-				return 0, errField
-			}
-			str = append(str, n...) // out of the ring: insert may evict it
+	default:
+		e, ok := p.hd.entry(i - len(staticTable))
+		if !ok {
+			return 0, errIndex
 		}
-		name = str
+		if int(e.nlen) > cap(str) {
+			return 0, errField
+		}
+		name = p.hd.ring[e.off : e.off+e.nlen]
+		str = str[: 0 : cap(str)-len(name)]
+		kind = e.kind
 	}
-	nl := len(name)
-	keepValue := index || (open && wanted(name)) || p.fieldHook != nil
+	nl := len(str)
+	wanted := open && kind != 0
+	keepValue := index || wanted || p.fieldHook != nil
 	str, k, err := readString(str, b[used:], keepValue)
-	if err == errField && index && !(open && wanted(name)) && p.fieldHook == nil && p.hd.max <= MaxField {
+	if err == errField && index && !wanted && p.fieldHook == nil && p.hd.max <= MaxField {
 		// Longer than the whole table: adding it empties the table
 		// (RFC 7541 §4.4); its value is not needed.
 		p.hd.evict(p.hd.max + 1)
@@ -606,12 +646,12 @@ func (p *Parser) literal(b []byte, prefix uint, index, open bool) (int, error) {
 		return 0, err
 	}
 	used += k
-	name, value := str[:nl], str[nl:]
+	value := str[nl:]
 	if p.fieldHook != nil {
 		p.fieldHook(name, value)
 	}
-	if open && keepValue {
-		if err := p.keep(name, value); err != nil {
+	if wanted {
+		if err := p.keep(kind, value); err != nil {
 			return 0, err
 		}
 	}
@@ -622,50 +662,67 @@ func (p *Parser) literal(b []byte, prefix uint, index, open bool) (int, error) {
 	return used, nil
 }
 
-// wanted reports whether a field's value is needed for the request frame.
-func wanted(name []byte) bool {
-	switch string(name) {
-	case ":method", ":path", ":authority", "host", "content-type":
-		return true
-	}
-	return false
-}
-
-// keepStatic keeps static table entry i (1-based) when the request frame
-// needs it.
-func (p *Parser) keepStatic(i int) error {
-	e := &staticTable[i-1]
-	switch e.name {
-	case ":method", ":path", ":authority", "content-type":
-	default:
-		return nil
-	}
-	var buf [16]byte
-	return p.keep(append(buf[:0], e.name...), append(buf[len(e.name):len(e.name)], e.value...))
-}
-
-// keep copies the fields a request frame needs into the parser's scratch.
-func (p *Parser) keep(name, value []byte) error {
-	var bit uint8
+// fieldKind returns the seen bit of the request field name is (the
+// fields the request frame needs), or 0.
+func fieldKind(name []byte) uint8 {
 	switch string(name) {
 	case ":method":
-		bit = seenMethod
+		return seenMethod
 	case ":path":
-		bit = seenPath
+		return seenPath
 	case ":authority":
-		bit = seenAuthority
+		return seenAuthority
 	case "host":
-		bit = seenHost
+		return seenHost
 	case "content-type":
-		bit = seenType
-	default:
+		return seenType
+	}
+	return 0
+}
+
+// seenStatic marks, in staticKind, the static "host" entry, whose
+// indexed form the parser ignores.
+const seenStatic = 1 << 7
+
+// staticKind is fieldKind of each static table entry's name (index i is
+// entry i, 1-based).
+var staticKind = func() (k [len(staticTable) + 1]uint8) {
+	for i, e := range staticTable {
+		k[i+1] = fieldKind([]byte(e.name))
+		if k[i+1] == seenHost {
+			k[i+1] |= seenStatic
+		}
+	}
+	return k
+}()
+
+// keepStatic keeps static table entry i (1-based), of kind kind, when the
+// request frame needs it.
+func (p *Parser) keepStatic(kind uint8, i int) error {
+	if kind&seenStatic != 0 {
 		return nil
 	}
-	if p.seen&bit != 0 && bit != seenType && bit != seenHost {
+	return p.keep(kind, staticValue[i])
+}
+
+// staticName and staticValue hold the static table's names and values
+// as byte slices (index i is entry i, 1-based).
+var staticName, staticValue = func() (n, v [len(staticTable) + 1][]byte) {
+	for i, e := range staticTable {
+		n[i+1], v[i+1] = []byte(e.name), []byte(e.value)
+	}
+	return n, v
+}()
+
+// keep copies the value of a field of kind kind (fieldKind) that a
+// request frame needs into the parser's scratch. Paths and hosts equal
+// to the last request's are not copied nor normalised again.
+func (p *Parser) keep(kind uint8, value []byte) error {
+	if p.seen&kind != 0 && kind != seenType && kind != seenHost {
 		return errDuplicate
 	}
-	p.seen |= bit
-	switch bit {
+	p.seen |= kind
+	switch kind {
 	case seenMethod:
 		if len(value) > len(p.method) {
 			return errVerb
@@ -675,16 +732,29 @@ func (p *Parser) keep(name, value []byte) error {
 		if len(value) > len(p.raw) {
 			return errPath
 		}
+		if p.nprev > 0 && string(value) == string(p.prev[:p.nprev]) {
+			p.pathHit, p.nr = true, len(value)
+			break
+		}
+		p.pathHit = false
 		p.nr = copy(p.raw[:], value)
 	case seenAuthority, seenHost:
-		if bit == seenHost && p.seen&seenAuthority != 0 {
+		if kind == seenHost && p.seen&seenAuthority != 0 {
 			return nil // :authority wins (RFC 9113 §8.3.1)
 		}
+		if p.nauth > 0 && string(value) == string(p.auth[:p.nauth]) {
+			p.nh = p.nhost
+			break
+		}
+		p.nauth = 0
 		h, err := appendHost(p.host[:0], value)
 		if err != nil {
 			return err
 		}
-		p.nh = len(h)
+		p.nh, p.nhost = len(h), len(h)
+		if len(value) <= len(p.auth) {
+			p.nauth = copy(p.auth[:], value)
+		}
 	case seenType:
 		p.grpc = bytes.HasPrefix(value, []byte("application/grpc"))
 	}
