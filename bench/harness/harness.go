@@ -202,6 +202,13 @@ func (b *bench) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	for _, su := range suites {
+		if b.opts.selected(su.group) {
+			if err := su.setup(ctx, b); err != nil {
+				return fmt.Errorf("harness: %s servers: %w", su.group, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -112,7 +112,7 @@ type Options struct {
 }
 
 // Groups are the scenario groups Options.Scenarios selects from.
-var Groups = []string{"redis", "churn", "bulk", "http", "idle", "micro"}
+var Groups = append([]string{"redis", "churn", "bulk", "http", "idle", "micro"}, suiteGroups()...)
 
 // selected reports whether group runs.
 func (o *Options) selected(group string) bool {

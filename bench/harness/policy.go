@@ -22,7 +22,7 @@ var allowedRedis = []string{"GET", "SET"}
 // are denied.
 func benchPolicy() *bulkheadv1.ProxyPolicy {
 	client := []*bulkheadv1.Peer{{Peer: &bulkheadv1.Peer_Segment{Segment: "bench/client"}}}
-	return &bulkheadv1.ProxyPolicy{
+	p := &bulkheadv1.ProxyPolicy{
 		Segment:   "server",
 		Namespace: "bench",
 		Mode:      bulkheadv1.Mode_MODE_PROTECT,
@@ -55,6 +55,11 @@ func benchPolicy() *bulkheadv1.ProxyPolicy {
 		},
 		Revision: "bench",
 	}
+	for _, su := range suites {
+		p.Ports = append(p.Ports, su.ports...)
+		p.Ingress = append(p.Ingress, su.rules(client)...)
+	}
+	return p
 }
 
 func benchIdentities(client, server netip.Addr) []*bulkheadv1.Identity {

@@ -32,6 +32,10 @@ type scenario struct {
 	// zero: the requests the tool reports (result.Ops).
 	requests int
 	run      func(ctx context.Context) (result, error)
+	// check, when set, runs before each load with the arm about to be
+	// measured: that the traffic passes, and for the proxies that what
+	// the policy does not allow is refused.
+	check func(ctx context.Context, arm Arm) error
 }
 
 func (b *bench) scenarios() []scenario {
@@ -69,6 +73,11 @@ func (b *bench) scenarios() []scenario {
 		group: "http", port: httpPort, unit: "req/s", cpuUnit: "µs/req", protocol: "http",
 		run: b.fortioLoad,
 	})
+	for _, su := range suites {
+		if b.opts.selected(su.group) {
+			ss = append(ss, su.scenarios(b)...)
+		}
+	}
 	return slices.DeleteFunc(ss, func(s scenario) bool { return !b.opts.selected(s.group) })
 }
 
@@ -154,6 +163,11 @@ func (b *bench) measure(ctx context.Context, s scenario, arm Arm, round int) (_ 
 	var allow0, deny0 float64
 	if s.protocol == "http" {
 		if err := b.checkHTTPPolicy(ctx, arm); err != nil {
+			return Sample{}, err
+		}
+	}
+	if s.check != nil {
+		if err := s.check(ctx, arm); err != nil {
 			return Sample{}, err
 		}
 	}
