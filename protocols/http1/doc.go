@@ -32,8 +32,15 @@
 // A head is parsed in two tight steps that each look at a byte once:
 // scanHead checks every byte of it as it arrives (8 bytes a word; the
 // first byte that needs a look is found from the word's flag bits) and
-// records where its lines end; the fields are then split once, and only
-// the few the parser needs (Host, Content-Length, Transfer-Encoding,
+// records where its lines end. Past the start line, crlfRun takes the
+// header lines a word at a time with a per-byte exact control-byte test
+// (ctl8) and takes every CRLF of a word from its flag bits without
+// loading the word again; any other flagged byte (bare CR or LF, a
+// control byte, obs-text, a limit) goes to the byte checks. The fields
+// are then split once: a name of up to 7 letters and "-" is checked and
+// its colon found in one inlined word test (shortName), a longer one by
+// fieldName (words of letters and "-", then a table loop); only the few
+// fields the parser needs (Host, Content-Length, Transfer-Encoding,
 // Connection, Upgrade) are picked by their name's length and compared
 // with word loads, case folded by |0x20 (fields.go). The value of any
 // other field is not looked at again. A plain path is copied as it is;

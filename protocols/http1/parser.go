@@ -316,6 +316,24 @@ func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bo
 	// before every return but an error's (the caller resets h then).
 	i, lines, lineStart := h.pos, h.lines, h.lineStart
 	for i < len(data) {
+		if lines > 0 {
+			// Header lines: one word test per 8 bytes, and every line end
+			// found in a word taken from its flag bits without loading the
+			// word again (crlfRun). It stops at the first flagged byte that
+			// is not a CRLF within the limits, or short of the last word,
+			// and the checks below take that byte.
+			var done bool
+			if i, lines, lineStart, done = crlfRun(data, i, lines, lineStart, ends); done {
+				if lines < 0 {
+					return 0, 0, errTooManyHdrs
+				}
+				h.lines = lines
+				return lineStart, 0, nil
+			}
+			if i >= len(data) {
+				break
+			}
+		}
 		// Fast path: skip the bytes that need no more than a table check;
 		// the byte it stops at (CR, LF, a bad byte, a limit) goes through
 		// the checks below in their order.
@@ -401,6 +419,60 @@ func scanHead(data []byte, h *headScan, ends *[MaxHeaders + 1]uint32, request bo
 	return 0, 4, nil // CRLF, and the empty line
 }
 
+// crlfRun runs scanHead over the header lines of data from i, 8 bytes a
+// word, while every flagged byte (ctl8) is the CR of a CRLF inside
+// MaxHead: it records each line end in ends and returns the place where
+// it stopped, at a flagged byte it did not take or short of the last
+// word. At the empty line it returns done with the head's length as
+// lineStart; done with lines < 0 means too many header fields.
+func crlfRun(data []byte, i, lines, lineStart int, ends *[MaxHeaders + 1]uint32) (int, int, int, bool) {
+	d := data[:min(len(data), MaxHead)]
+	for uint(i) <= uint(len(d)) && len(d)-i >= 8 {
+		w := binary.LittleEndian.Uint64(d[i:])
+		m := ctl8(w)
+		for m != 0 {
+			// A CRLF inside the word is read from w: the CR's bit is the
+			// lowest flagged, the LF's (exact for bytes below 0x20) the
+			// next, and both are cleared; the LF is before MaxHead and
+			// inside data as w is.
+			sh := uint(bits.TrailingZeros64(m)) &^ 7
+			pos := i + int(sh>>3)
+			if sh > 48 || uint16(w>>sh) != '\r'|'\n'<<8 {
+				if data[pos] != '\r' || pos+2 > MaxHead || pos+1 >= len(data) || data[pos+1] != '\n' {
+					return pos, lines, lineStart, false
+				}
+			}
+			if pos == lineStart {
+				return pos, lines, pos + 2, true
+			}
+			if uint(lines) >= MaxHeaders+1 {
+				return pos, -1, lineStart, true
+			}
+			ends[lines] = uint32(pos)
+			lines++
+			lineStart = pos + 2
+			m &= m - 1
+			m &= m - 1
+		}
+		i = max(i+8, lineStart)
+	}
+	return i, lines, lineStart, false
+}
+
+// ctl8 flags the bytes of x (little-endian) that a header line may not
+// hold as they are: a control byte (below 0x20: CR, LF, HTAB…) or DEL,
+// and, falsely, the bytes 0x80 to 0x9f and 0xff (obs-text, which the
+// byte checks of scanHead then pass). It returns a mask with the top bit
+// of each flagged byte set. Each byte is tested on its own, without a
+// carry or borrow between bytes: for u = (c&0x7f)+1, which is at most
+// 0x80 and is 0 (after &0x7f) for DEL, a byte is flagged when u&0x7f is
+// below 0x21; u&0x7f+0x5f sets the top bit exactly for the others.
+func ctl8(x uint64) uint64 {
+	const ones, lows = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f
+	u := ((x & lows) + ones) & lows
+	return ^(u + ones*0x5f) & (ones * 0x80)
+}
+
 // special8 flags the bytes of x (little-endian) that may need more than
 // the table check of scanHead: a control byte (below 0x20: CR, LF,
 // HTAB…), DEL, or, where high is 0x8080808080808080, a byte above 0x7f.
@@ -481,9 +553,12 @@ func (p *Parser) request(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, e
 	)
 	for k := 1; k < len(ends); k++ {
 		line := head[ends[k-1]+2 : ends[k]]
-		colon, err := fieldName(line)
-		if err != nil {
-			return l7.OpMore, 0, err
+		colon := shortName(line)
+		var err error
+		if colon == 0 {
+			if colon, err = fieldName(line); err != nil {
+				return l7.OpMore, 0, err
+			}
 		}
 		// The length picks the candidates (most fields are none), a word
 		// compare decides; the value is looked at only for them.
@@ -696,9 +771,12 @@ func (p *Parser) response(head []byte, ends []uint32, f *l7.Frame) (l7.Op, int, 
 	)
 	for k := 1; k < len(ends); k++ {
 		line := head[ends[k-1]+2 : ends[k]]
-		colon, err := fieldName(line)
-		if err != nil {
-			return l7.OpMore, 0, err
+		colon := shortName(line)
+		var err error
+		if colon == 0 {
+			if colon, err = fieldName(line); err != nil {
+				return l7.OpMore, 0, err
+			}
 		}
 		// The length picks the candidates, a word compare decides.
 		name := line[:colon]
