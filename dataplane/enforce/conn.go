@@ -1,6 +1,7 @@
 package enforce
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
@@ -24,12 +25,20 @@ type Conn struct {
 	dir       Direction
 
 	// FQDN peers (OutboundNamed): the names the destination stood for in
-	// the Names table when the connection opened, and the distinct
-	// matchers of the rules whose FQDN peers they match.
+	// the Names table when the connection opened.
 	nnames uint8
-	nfm    uint8
 	names  [MaxNamesPerAddr]string
-	fm     [MaxNamesPerAddr]*matcher
+
+	// The matchers of the rules admitting the peer, derived once (conn,
+	// matchNames) so that Message does not gather them per message: m
+	// when not nil, then the distinct matchers of the rules whose FQDN
+	// peers the names match (usually none). open is the lowest of their
+	// ranks of rules without an L7 matcher (noRank: none), parsed whether
+	// any of them has one.
+	nms    uint8
+	parsed bool
+	open   int32
+	ms     [1 + MaxNamesPerAddr]*matcher
 }
 
 // Inbound derives the Conn of a connection from src to the proxied
@@ -63,9 +72,9 @@ func (p *Policy) OutboundNamed(dst netip.Addr, port uint16, names *Names) Conn {
 	return c
 }
 
-// matchNames sets c.fm from c.names and c.policy's FQDN peers on c.port.
+// matchNames adds to c.ms the matchers of c.policy's FQDN peers on
+// c.port that c.names match; c.ms holds c.m only (derive ran).
 func (c *Conn) matchNames() {
-	c.nfm = 0
 	t := c.policy.dirs[Egress-1].fqdn
 	if t == nil || c.nnames == 0 {
 		return
@@ -74,6 +83,7 @@ func (c *Conn) matchNames() {
 	if byPat == nil {
 		return
 	}
+	defer c.derive()
 next:
 	for _, name := range c.names[:c.nnames] {
 		id := t.pattern(name)
@@ -84,13 +94,24 @@ next:
 		if m == c.m {
 			continue // the class admits the same rules already
 		}
-		for _, have := range c.fm[:c.nfm] {
+		for _, have := range c.ms[:c.nms] {
 			if have == m {
 				continue next
 			}
 		}
-		c.fm[c.nfm] = m
-		c.nfm++
+		c.ms[c.nms] = m
+		c.nms++
+	}
+}
+
+// derive sets c.open and c.parsed from c.ms[:c.nms].
+func (c *Conn) derive() {
+	c.open, c.parsed = noRank, false
+	for _, m := range c.ms[:c.nms] {
+		if m.open >= 0 && m.open < c.open {
+			c.open = m.open
+		}
+		c.parsed = c.parsed || m.verbs != nil || m.l7 != nil
 	}
 }
 
@@ -112,6 +133,10 @@ func (p *Policy) conn(d Direction, peer netip.Addr, port uint16) Conn {
 	if byClass, ok := t.ports[port]; ok {
 		c.m = byClass[class]
 	}
+	if c.m != nil {
+		c.ms[0], c.nms = c.m, 1
+	}
+	c.derive()
 	return c
 }
 
@@ -140,8 +165,8 @@ func (c *Conn) Connect() Decision {
 	if c.policy == nil {
 		return Protect.judge(NoRule)
 	}
-	m := c.m
-	for _, f := range c.fm[:c.nfm] {
+	var m *matcher
+	for _, f := range c.ms[:c.nms] {
 		if m == nil || f.first < m.first {
 			m = f
 		}
@@ -186,31 +211,18 @@ func (c *Conn) Message(f *l7.Frame) Decision {
 	}
 	// The class's matcher and those of FQDN peers (usually none): the
 	// rules admitting the peer are their union.
-	var msBuf [1 + MaxNamesPerAddr]*matcher
-	ms := msBuf[:0]
-	if c.m != nil {
-		ms = append(ms, c.m)
-	}
-	ms = append(ms, c.fm[:c.nfm]...)
+	ms := c.ms[:c.nms]
 	if len(ms) == 0 {
 		return c.policy.mode.judge(NoRule)
 	}
-	best := int32(noRank)
-	parsed := false
-	for _, m := range ms {
-		if m.open >= 0 && m.open < best {
-			best = m.open
-		}
-		parsed = parsed || m.verbs != nil || m.l7 != nil
-	}
-	if parsed {
-		var vb, sb [l7.MaxVerb]byte
-		var verb, sub []byte
-		if n := len(f.Verb); n > 0 && n <= l7.MaxVerb {
-			verb = vb[:upperInto(vb[:], f.Verb)]
-		}
-		if n := len(f.Sub); n > 0 && n <= l7.MaxVerb {
-			sub = sb[:upperInto(sb[:], f.Sub)]
+	best := c.open
+	if c.parsed {
+		var vb [l7.MaxVerb]byte
+		verb := upperVerb(&vb, f.Verb)
+		var sub []byte
+		if len(f.Sub) > 0 {
+			var sb [l7.MaxVerb]byte
+			sub = upperVerb(&sb, f.Sub)
 		}
 		var xsBuf [1 + MaxNamesPerAddr]*l7Index
 		xs := xsBuf[:0]
@@ -276,3 +288,18 @@ func (c *Conn) Port() uint16 { return c.port }
 // PeerSegment is the peer's segment key ("ns/segment") and namespace from
 // the identity table, or "" when the peer is not a known workload.
 func (c *Conn) PeerSegment() (segment, namespace string) { return c.segment, c.namespace }
+
+// upperVerb writes v upper-cased (ASCII) to dst and returns that; nil when
+// v is empty or longer than l7.MaxVerb. A verb of up to 8 bytes (most)
+// is upper-cased as one word.
+func upperVerb(dst *[l7.MaxVerb]byte, v []byte) []byte {
+	n := len(v)
+	switch {
+	case n == 0 || n > l7.MaxVerb:
+		return nil
+	case n <= 8:
+		binary.LittleEndian.PutUint64(dst[:8], upper8(keyWord(v)))
+		return dst[:n]
+	}
+	return dst[:upperInto(dst[:], v)]
+}

@@ -117,10 +117,16 @@
 // never folded). Patterns with fold_case are stored lower-cased and
 // probed with the value folded (ASCII) as it is hashed and compared,
 // never copied: its head for exact values and prefixes, its tail
-// for suffixes, one segment at a time for templates. A value longer than
+// for suffixes, one segment at a time for templates. A slot keeps its
+// key's first 8 bytes as a word, so a key of up to 8 bytes is compared
+// in one step, and a table of at most 4 such keys (a rule's few verbs,
+// SQL tables or aux values, the common case) is probed without hashing:
+// length and word are compared with each key. A value longer than
 // MaxPatternLen never equals an exact pattern, so nothing is lost. An
 // L7Rule's aux patterns are matched once per message, whatever the number
-// of resources. Matching is bounded by the message's
+// of resources. What a Conn's matchers have in common (which of them
+// apply, the lowest rank without an L7 matcher, whether any parses) is
+// derived once per Conn, not per message. Matching is bounded by the message's
 // resources (at most l7.MaxResources), the patterns' distinct lengths and
 // the template trie's size, never by the number of rules.
 //

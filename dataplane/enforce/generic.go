@@ -63,7 +63,14 @@ func (r *resIdx) cover(sc *scratch, hasRes bool, cur int32) int32 {
 // cur < noRank means a rule allows every message already (it covers every
 // resource); then only the first resource's lowest rank is looked for.
 func judgeL7(xs []*l7Index, f *l7.Frame, verb, sub []byte, cur int32) int32 {
-	var bs [3 * (1 + MaxNamesPerAddr)]*resIdx
+	// At most 3 buckets per index; one index (no FQDN matchers) is the
+	// common case, and its array is the one zeroed.
+	var one [3]*resIdx
+	bs := one[:]
+	if len(xs) > 1 {
+		var all [3 * (1 + MaxNamesPerAddr)]*resIdx
+		bs = all[:]
+	}
 	n := 0
 	for _, x := range xs {
 		if n+3 > len(bs) {

@@ -509,7 +509,16 @@ func (s *patSet) best(p *probe, sc *scratch, cur int32) int32 {
 	v := p.b
 	n := len(v)
 	if n <= MaxPatternLen && len(s.exact.keys.slots) > 0 {
-		if es, ok := s.exact.getH(v, p.hash(s.exact.keys.fold)); ok {
+		fold := s.exact.keys.fold
+		h := p.h[boolIndex(fold)] // p.hash(fold), inline
+		if h == 0 && !s.exact.keys.small {
+			if n > 0 && n <= 8 {
+				h = p.fillShort(fold)
+			} else {
+				h = p.fill(fold)
+			}
+		}
+		if es, ok := s.exact.getH(v, h, p.w); ok {
 			cur = es.best(cur, sc)
 		}
 	}

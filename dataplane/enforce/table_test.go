@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/bulkhead-io/bulkhead/controlplane/api/bulkheadv1"
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
 // randBytes returns n random bytes drawn mostly from letters of both cases,
@@ -37,8 +38,8 @@ func TestHashFold(t *testing.T) {
 			}
 			var p probe
 			p.set(b)
-			if hf, h := p.hash(true), p.hash(false); h != hash64(b) || hf != hash64(low) || p.hash(true) != hf {
-				t.Fatalf("probe %q: hashes %x, %x; want %x, %x", b, h, hf, hash64(b), hash64(low))
+			if hf, h := p.hash(true), p.hash(false); h != slotHash(hash64(b)) || hf != slotHash(hash64(low)) || p.hash(true) != hf {
+				t.Fatalf("probe %q: hashes %x, %x; want %x, %x", b, h, hf, slotHash(hash64(b)), slotHash(hash64(low)))
 			}
 			if !eqFold(string(low), b) {
 				t.Fatalf("eqFold(%q, %q) = false", low, b)
@@ -64,6 +65,38 @@ func TestHashFold(t *testing.T) {
 	}
 }
 
+// TestUpperVerb checks upperVerb (upper8 for verbs of up to 8 bytes)
+// against upperInto for every byte at every position and for random
+// verbs of every length, and that it refuses empty and long verbs.
+func TestUpperVerb(t *testing.T) {
+	var dst [l7.MaxVerb]byte
+	for c := range 256 {
+		for n := 1; n <= 9; n++ {
+			for at := range n {
+				v := bytes.Repeat([]byte{'x'}, n)
+				v[at] = byte(c)
+				want := make([]byte, n)
+				upperInto(want, v)
+				if got := upperVerb(&dst, v); !bytes.Equal(got, want) {
+					t.Fatalf("upperVerb(%q) = %q, want %q", v, got, want)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n <= l7.MaxVerb; n++ {
+		v := randBytes(rng, n)
+		want := make([]byte, n)
+		upperInto(want, v)
+		if got := upperVerb(&dst, v); !bytes.Equal(got, want) {
+			t.Fatalf("upperVerb(%q) = %q, want %q", v, got, want)
+		}
+	}
+	if upperVerb(&dst, nil) != nil || upperVerb(&dst, make([]byte, l7.MaxVerb+1)) != nil {
+		t.Fatal("upperVerb of an empty or too long verb is not nil")
+	}
+}
+
 func TestHashSpreads(t *testing.T) {
 	// Keys that differ only in length or in their last bytes must not
 	// collide (the tail word and the length are both hashed).
@@ -79,34 +112,49 @@ func TestHashSpreads(t *testing.T) {
 
 func TestBtab(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, fold := range []bool{false, true} {
-		for _, size := range []int{0, 1, 2, 3, 7, 100, 1000} {
-			m := map[string]int{}
-			for len(m) < size {
-				k := randBytes(rng, rng.IntN(24))
-				if fold {
-					k = lowerCopy(k)
+	// Keys of up to 9 bytes make small tables (smallKeys keys of at most 8
+	// bytes, probed without hashing) and keys just over their bound.
+	for _, maxLen := range []int{24, 10} {
+		for _, fold := range []bool{false, true} {
+			for _, size := range []int{0, 1, 2, 3, 4, 5, 7, 100, 1000} {
+				m := map[string]int{}
+				for len(m) < size {
+					k := randBytes(rng, rng.IntN(maxLen))
+					if fold {
+						k = lowerCopy(k)
+					}
+					m[string(k)] = len(m) + 1
 				}
-				m[string(k)] = len(m) + 1
-			}
-			tab := newBtab(m, fold)
-			for k, v := range m {
-				probe := []byte(k)
-				if fold {
-					probe = randCase(rng, probe)
+				tab := newBtab(m, fold)
+				if small := size > 0 && size <= smallKeys && maxLen <= 9; small && !tab.keys.small {
+					t.Fatalf("fold %v size %d: not small", fold, size)
 				}
-				if got, ok := tab.get(probe); !ok || got != v {
-					t.Fatalf("fold %v size %d: get(%q) = %d, %v; want %d", fold, size, probe, got, ok, v)
+				var probes [][]byte
+				for k, v := range m {
+					probe := []byte(k)
+					if fold {
+						probe = randCase(rng, probe)
+					}
+					if got, ok := tab.get(probe); !ok || got != v {
+						t.Fatalf("fold %v size %d: get(%q) = %d, %v; want %d", fold, size, probe, got, ok, v)
+					}
+					// Near misses: one byte more, one less, the last changed.
+					probes = append(probes, append([]byte(k), 'x'), append([]byte(k), 0))
+					if len(k) > 0 {
+						probes = append(probes, []byte(k[:len(k)-1]), append([]byte(k[:len(k)-1]), k[len(k)-1]^1))
+					}
 				}
-			}
-			for range 2000 {
-				k := randBytes(rng, rng.IntN(24))
-				want, wantOK := m[string(k)]
-				if fold {
-					want, wantOK = m[string(lowerCopy(k))]
+				for range 2000 {
+					probes = append(probes, randBytes(rng, rng.IntN(maxLen)))
 				}
-				if got, ok := tab.get(k); ok != wantOK || got != want {
-					t.Fatalf("fold %v size %d: get(%q) = %d, %v; want %d, %v", fold, size, k, got, ok, want, wantOK)
+				for _, k := range probes {
+					want, wantOK := m[string(k)]
+					if fold {
+						want, wantOK = m[string(lowerCopy(k))]
+					}
+					if got, ok := tab.get(k); ok != wantOK || got != want {
+						t.Fatalf("fold %v size %d: get(%q) = %d, %v; want %d, %v", fold, size, k, got, ok, want, wantOK)
+					}
 				}
 			}
 		}

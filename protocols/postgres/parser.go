@@ -630,10 +630,12 @@ func (p *Parser) query(data []byte, total int, f *l7.Frame) (l7.Op, int, error) 
 	if len(data) < total {
 		return l7.OpMore, total - len(data), nil
 	}
-	text, rest, ok := cstring(data[5:total])
-	if !ok || len(rest) != 0 {
+	// The text: all of the body but its last byte, the only NUL.
+	body := data[5:total]
+	if len(body) == 0 || bytes.IndexByte(body, 0) != len(body)-1 {
 		return l7.OpMore, 0, errBadMessage
 	}
+	text := body[:len(body)-1]
 	s, err := p.scan(text)
 	if err != nil {
 		return l7.OpMore, 0, err

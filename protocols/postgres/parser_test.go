@@ -331,6 +331,7 @@ var requestCases = []parseCase{
 	{name: "length below 4", pre: typedPre, in: []byte("Q\x00\x00\x00\x03"), err: l7.ErrMalformed},
 	{name: "query without NUL", pre: typedPre, in: msg('Q', []byte("SELECT 1")), err: l7.ErrMalformed},
 	{name: "query with inner NUL", pre: typedPre, in: msg('Q', []byte("SELECT 1\x00; DROP TABLE t\x00")), err: l7.ErrMalformed},
+	{name: "query with no body", pre: typedPre, in: msg('Q', nil), err: l7.ErrMalformed},
 	{name: "parse without parameter count", pre: typedPre, in: msg('P', cstr(""), cstr("SELECT 1")), err: l7.ErrMalformed},
 	{name: "parse parameter count mismatch", pre: typedPre, in: msg('P', cstr(""), cstr("SELECT 1"), []byte{0, 2}, be32b(23)), err: l7.ErrMalformed},
 	{name: "bind without names", pre: typedPre, in: msg('B', []byte("p")), err: l7.ErrMalformed},

@@ -112,6 +112,11 @@ type table struct {
 	chunks [][]entry
 	hi     int    // entries [0, hi) have been used
 	clock  uint64 // use counter
+	// unnamed is false when no live entry has the empty name (the unnamed
+	// statement or portal), so that finding it, which every Query and
+	// Bind does, need not walk the table. True may be stale (the entry
+	// was evicted): find then walks.
+	unnamed bool
 }
 
 func nameHash(name []byte) uint32 {
@@ -126,6 +131,9 @@ func (t *table) at(i int) *entry { return &t.chunks[i/chunk][i%chunk] }
 
 // find returns the live entry for name, or nil.
 func (t *table) find(name []byte) *entry {
+	if len(name) == 0 && !t.unnamed {
+		return nil
+	}
 	h := nameHash(name)
 	for i := 0; i < t.hi; i++ {
 		e := t.at(i)
@@ -171,13 +179,27 @@ func (t *table) put(name []byte, max int) *entry {
 	free.used = t.clock
 	free.hash = nameHash(name)
 	free.nlen = uint8(copy(free.name[:], name))
+	if free.nlen == 0 {
+		t.unnamed = true
+	}
 	free.info.state = infoUnknown
 	return free
 }
 
 func (t *table) remove(name []byte) {
+	// As find would, without the call when there is no unnamed entry to
+	// drop (every Query drops it): this much inlines.
+	if len(name) > 0 || t.unnamed {
+		t.removeFound(name)
+	}
+}
+
+func (t *table) removeFound(name []byte) {
 	if e := t.find(name); e != nil {
 		e.live = false
+		if e.nlen == 0 {
+			t.unnamed = false // put keeps one entry per name
+		}
 	}
 }
 
@@ -186,6 +208,7 @@ func (t *table) clear() {
 		t.at(i).live = false
 	}
 	t.hi = 0
+	t.unnamed = false
 }
 
 // sqlOp is what a simple Query does to the named prepared statements and
@@ -215,6 +238,12 @@ func statementOp(text []byte, s *sqlverb.Statement, name *[MaxName]byte) (sqlOp,
 	if !managed {
 		return opNone, nil
 	}
+	return managedOp(text, s, name)
+}
+
+// managedOp is statementOp for a text that names PREPARE, DEALLOCATE or
+// DISCARD; apart so that statementOp stays small for the other texts.
+func managedOp(text []byte, s *sqlverb.Statement, name *[MaxName]byte) (sqlOp, []byte) {
 	if s.Multi || s.NVerbs != 1 || s.Overflow {
 		return opForgetAll, nil
 	}

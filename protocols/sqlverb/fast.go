@@ -114,7 +114,19 @@ func (sc *scanner) fastSelect(text []byte, d Dialect, out *Statement) bool {
 	if i == len(s) || fastClass[s[i]] != fcWord {
 		return false
 	}
-	j, k := fastWord(s, i)
+	var j int
+	var k kw
+	if len(s)-i >= 8 {
+		// SELECT from one load: six bytes that fold to it (letters, then)
+		// and one that does not continue a word; else fastWord decides.
+		x := binary.LittleEndian.Uint64(s[i:])
+		if (x|fold8)&(1<<48-1) == kwKeys[kwSELECT][0] && !wordCont[byte(x>>48)] {
+			j, k = i+6, kwSELECT
+		}
+	}
+	if k == kwNone {
+		j, k = fastWord(s, i)
+	}
 	if k != kwSELECT {
 		return false
 	}
@@ -142,14 +154,16 @@ func (sc *scanner) fastSelect(text []byte, d Dialect, out *Statement) bool {
 			}
 			fallthrough // a MySQL word
 		case fcWord:
-			// fastWord's common case, inline: a word of up to 7 bytes.
+			// fastWord's common case, inline: a word of up to 7 bytes
+			// from one load; a longer one goes on from its ninth byte.
 			if len(s)-i >= 8 {
 				x := binary.LittleEndian.Uint64(s[i:])
 				if m := nonWordASCII8(x); m != 0 {
 					n := bits.TrailingZeros64(m) >> 3
 					j, k = i+n, keyword7(x|fold8, n)
 				} else {
-					j, k = fastWord(s, i)
+					j = wordEndASCII(s, i+8)
+					k = keywordAt(s, i, j)
 				}
 			} else {
 				j, k = fastWord(s, i)
@@ -162,10 +176,18 @@ func (sc *scanner) fastSelect(text []byte, d Dialect, out *Statement) bool {
 				if k != kwNone || isDigit(c) {
 					return false
 				}
+				if e := skipBlanks(s, j); e == len(s) || s[e] != '.' {
+					sc.addWord(s[i:j]) // one unquoted part, the usual name
+					i, state = e, fsAfter
+					continue
+				}
 				if i = sc.fastName(tWord, 0, i, j); i < 0 {
 					return false
 				}
 				state = fsAfter
+				if i < len(s) && s[i] == ' ' {
+					i++ // as after a word
+				}
 				continue
 			case fsAfter:
 				switch {
@@ -313,6 +335,73 @@ func (sc *scanner) fastName(kind tokKind, q byte, i, j int) int {
 		sc.addTable(buf[:n], parts)
 	}
 	return end
+}
+
+// addWord records the name made of the one unquoted ASCII word w as
+// appendPart and addTable would (the fast path has no CTEs in scope):
+// lower-cased and clipped to pgMaxIdent bytes in Postgres, written once
+// into its slot of out.nameBuf rather than through out.nameTemp.
+func (sc *scanner) addWord(w []byte) {
+	out := sc.out
+	pg := sc.d == Postgres
+	if pg && len(w) > pgMaxIdent {
+		w = w[:pgMaxIdent] // ASCII: no UTF-8 sequence to keep whole
+	}
+	if len(w) > MaxName {
+		out.Overflow = true
+		return
+	}
+	if out.N == MaxTables {
+		n := copy(out.nameTemp[:], w)
+		if pg {
+			lowerASCII(out.nameTemp[:n])
+		}
+		sc.addTable(out.nameTemp[:n], 1)
+		return
+	}
+	b := out.nameBuf[out.N][:len(w):len(w)]
+	if pg {
+		lowerCopy(b, w)
+	} else {
+		copy(b, w)
+	}
+	for _, t := range out.Tables[:out.N] {
+		if string(t) == string(b) {
+			return
+		}
+	}
+	out.Tables[out.N] = b
+	out.N++
+}
+
+// lowerCopy writes src lower-cased (ASCII letters; other bytes as they
+// are, as lowerASCII) into dst, as long: eight bytes at a time, the last
+// eight overlapping when the length is no multiple of eight.
+func lowerCopy(dst, src []byte) {
+	n := len(src)
+	if n < 8 {
+		for i, c := range src {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst[i] = c
+		}
+		return
+	}
+	dst = dst[:n]
+	for i := 0; n-i >= 8; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], lower8(binary.LittleEndian.Uint64(src[i:])))
+	}
+	if n%8 != 0 {
+		binary.LittleEndian.PutUint64(dst[n-8:], lower8(binary.LittleEndian.Uint64(src[n-8:])))
+	}
+}
+
+// lower8 lower-cases the ASCII letters among the 8 bytes of x.
+func lower8(x uint64) uint64 {
+	y := x &^ highs8 // no carry across bytes below
+	upper := (y + (0x80-'A')*ones8) &^ (y + (0x7f-'Z')*ones8) &^ x & highs8
+	return x | upper>>2
 }
 
 // skipBlanks returns the index of the first byte from i on that is no

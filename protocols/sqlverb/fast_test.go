@@ -168,3 +168,35 @@ func TestFastTakes(t *testing.T) {
 		}
 	}
 }
+
+// TestLowerCopy checks lowerCopy against lowerASCII at every length up to
+// a few words and for every byte at every position of a short and a long
+// value.
+func TestLowerCopy(t *testing.T) {
+	check := func(src []byte) {
+		t.Helper()
+		want := append([]byte(nil), src...)
+		lowerASCII(want)
+		got := make([]byte, len(src))
+		lowerCopy(got, src)
+		if string(got) != string(want) {
+			t.Fatalf("lowerCopy(%q) = %q, want %q", src, got, want)
+		}
+	}
+	for n := range 40 {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = "AzZa@[`{_9\x80\xc1"[i%12]
+		}
+		check(src)
+	}
+	for _, n := range []int{5, 19} {
+		for at := range n {
+			for c := range 256 {
+				src := []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n])
+				src[at] = byte(c)
+				check(src)
+			}
+		}
+	}
+}

@@ -16,8 +16,9 @@ func Scan(text []byte, d Dialect, out *Statement) error {
 	}
 	sc := &out.sc
 	if !sc.slow && sc.fastSelect(text, d, out) {
-		n := copy(out.verbBuf[0][:], "SELECT") // as addVerb and finish would
-		out.Verbs[0], out.subs[0], out.NVerbs = out.verbBuf[0][:n:n], out.subBuf[0][:0:0], 1
+		// As addVerb and finish would; an array store, not a copy call.
+		*(*[6]byte)(out.verbBuf[0][:6]) = [6]byte{'S', 'E', 'L', 'E', 'C', 'T'}
+		out.Verbs[0], out.subs[0], out.NVerbs = out.verbBuf[0][:6:6], out.subBuf[0][:0:0], 1
 		out.Verb, out.Sub = out.Verbs[0], out.subs[0]
 		return nil
 	}
