@@ -37,6 +37,11 @@ var tools = [][2]string{
 	{"sysctl", "procps"}, {"redis-server", "redis-server"}, {"redis-cli", "redis-tools"},
 	{"redis-benchmark", "redis-tools"}, {"haproxy", "haproxy"}, {"iperf3", "iperf3"},
 	{"nginx", "nginx-light"}, {"wrk", "wrk"}, {"go", "golang (fortio is built with go install)"},
+	{"unbound", "unbound"}, {"dnsperf", "dnsperf"}, {"dig", "bind9-dnsutils"}, {"openssl", "openssl"},
+	{"kcat", "kcat"},
+	{"psql", "postgresql-client"}, {"pgbench", "postgresql-client"}, {"runuser", "util-linux"},
+	{"mariadbd", "mariadb-server"}, {"mariadb-install-db", "mariadb-server"}, {"mariadb", "mariadb-client"},
+	{"sysbench", "sysbench"},
 }
 
 // CheckTools returns an error naming every missing program and the Debian
@@ -47,6 +52,10 @@ func CheckTools() error {
 		if _, err := exec.LookPath(t[0]); err != nil {
 			missing = append(missing, t[0]+" ("+t[1]+")")
 		}
+	}
+	// PostgreSQL's server programs are off PATH on Debian (pgProgram).
+	if _, err := pgProgram("postgres"); err != nil {
+		missing = append(missing, "postgres (postgresql)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("harness: missing %s: apt-get install the packages named", strings.Join(missing, ", "))
@@ -207,6 +216,7 @@ func (b *bench) setup(ctx context.Context) error {
 			if err := su.setup(ctx, b); err != nil {
 				return fmt.Errorf("harness: %s servers: %w", su.group, err)
 			}
+			b.rep.about = append(b.rep.about, su.about)
 		}
 	}
 	return nil

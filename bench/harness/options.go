@@ -29,6 +29,9 @@ type Profile struct {
 	// the Bulkhead arm reached under wrk in the same run.
 	HTTPTime time.Duration
 	HTTPRate int
+	// DNSTime is dnsperf's -l, TLSTime how long wrk makes TLS
+	// connections (whole seconds, at least 1s when the group runs).
+	DNSTime, TLSTime time.Duration
 	// IdleConns are the connection counts at which the proxies' resident
 	// memory is read, in increasing order; the first is usually 0.
 	IdleConns []int
@@ -45,6 +48,12 @@ type Profile struct {
 	// during each load scenario's first round when Options.PprofDir is
 	// set.
 	ProfileTime time.Duration
+	// SQLTime is how long pgbench and sysbench run (whole seconds, the
+	// "sql" group).
+	SQLTime time.Duration
+	// KafkaMessages is how many messages kcat produces, one Produce
+	// request each (the "kafka" group).
+	KafkaMessages int
 }
 
 // Full is `make bench`: loads of several seconds, three rounds, every
@@ -62,6 +71,10 @@ func Full() Profile {
 		Micro:          []string{"./protocols/...", "./dataplane/..."},
 		Nice:           -10,
 		ProfileTime:    4 * time.Second,
+		SQLTime:        10 * time.Second,
+		DNSTime:        10 * time.Second,
+		TLSTime:        10 * time.Second,
+		KafkaMessages:  150_000,
 	}
 }
 
@@ -81,6 +94,10 @@ func Smoke() Profile {
 		Micro:          []string{"./protocols/redis", "./dataplane/enforce"},
 		MicroBenchtime: "1x",
 		ProfileTime:    time.Second,
+		SQLTime:        2 * time.Second, // pgbench's -T includes connecting 16 clients
+		DNSTime:        time.Second,
+		TLSTime:        time.Second,
+		KafkaMessages:  1_000,
 	}
 }
 

@@ -32,6 +32,9 @@ type Report struct {
 	IdleCut []int
 	// Micro is `go test -bench` over the parsers and the verdict path.
 	Micro *MicroRun
+	// about are the paragraphs (suite.about) of the protocol suites that
+	// ran.
+	about []string
 }
 
 // Machine describes where the run happened.
@@ -291,6 +294,12 @@ func (r *Report) Markdown() []byte {
 	}
 
 	r.writeHTTP(&b)
+	if len(r.about) > 0 {
+		w("## Protocol suites\n\n")
+		for _, a := range r.about {
+			w("%s\n\n", a)
+		}
+	}
 
 	w("## Idle connections\n\n")
 	if len(r.Idle) > 0 {

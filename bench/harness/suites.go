@@ -26,10 +26,13 @@ type suite struct {
 	// check, before the load, that the Bulkhead arm denies what the
 	// policy does not allow (b.currentArm says which arm runs).
 	scenarios func(b *bench) []scenario
+	// about is the suite's paragraph in the report: server, load tool,
+	// policy and checks, in Markdown.
+	about string
 }
 
 // suites are the protocol groups beyond Redis, HTTP and TCP bulk.
-var suites = []suite{}
+var suites = []suite{dnsSuite, tlsSuite, sqlSuite, kafkaSuite}
 
 // suiteGroups are the groups of suites, for Groups.
 func suiteGroups() []string {
