@@ -55,8 +55,10 @@ func summaryOf(f *l7.Frame) (summary, bool) {
 // matches the response by them.
 //
 // f should be a request frame this package's Parser returned, before the
-// parser's next call: the parser keeps what Deny needs beside the frame's
-// Verb. For any other frame Deny answers the API, version and correlation
+// parser's next call and with the parser's input unchanged: the parser
+// keeps what Deny needs beside the frame's Verb and, for Produce and
+// Fetch, Deny reads the topics and partitions from the request itself,
+// through the frame's Sub (see lazy.go). For any other frame Deny answers the API, version and correlation
 // id in its Args (see APIKeyVersion) without echoing topics or groups. For
 // a request the server would not answer (Produce with acks=0: NoReply) and
 // for an API or version without a deny reply (README.md lists them), Deny
@@ -76,6 +78,15 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	if rs == nil {
 		return dst
 	}
+	mark := -1
+	if s.flags&(flagLazy|flagIncremental) == flagLazy {
+		// Produce or Fetch: the records are written now, after dst's
+		// bytes, and the reply after them is moved over them below.
+		if out, m, recs, fl, ok := lazyRecords(dst, f, &s); ok {
+			dst, mark, s.recs = out, m, recs
+			s.flags |= fl &^ flagLazy
+		}
+	}
 	flex := isFlexible(s.key, s.ver)
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
@@ -94,6 +105,9 @@ func Deny(dst []byte, f *l7.Frame, reason string) []byte {
 	}
 	dst = b.build(dst, rs.fields, 0, len(s.recs), 0, 0)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	if mark >= 0 {
+		dst = dst[:mark+copy(dst[mark:], dst[start:])]
+	}
 	return dst
 }
 

@@ -22,8 +22,11 @@
 // Deny builds the API's own response carrying TOPIC_AUTHORIZATION_FAILED
 // for every topic and partition the request named (or the group, cluster,
 // transactional-id or SASL error of the APIs that name no topic), with the
-// request's correlation id and header version. Sniff recognises a Kafka
-// client from its first request.
+// request's correlation id and header version, from a summary the parser
+// keeps beside the frame's Verb (for Produce and Fetch, from the request
+// itself, walked again: Deny needs the parser's input unchanged since the
+// frame was returned). Sniff recognises a Kafka client from its first
+// request.
 //
 // Parsing allocates nothing in steady state: frames are views into the
 // input or into buffers the parser owns. README.md lists the wire format,

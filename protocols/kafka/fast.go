@@ -40,7 +40,7 @@ func (w *walker) produce() error {
 		return err
 	}
 	var n int
-	if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+	if n, pos, err = arrAt(b, pos, end, flex); err != nil {
 		return err
 	}
 	for range n {
@@ -50,7 +50,7 @@ func (w *walker) produce() error {
 			return err
 		}
 		var m int
-		if m, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+		if m, pos, err = arrAt(b, pos, end, flex); err != nil {
 			return err
 		}
 		for range m {
@@ -113,7 +113,7 @@ func (w *walker) fetch() error {
 			return err
 		}
 		w.sessEpoch = ep
-		if !w.learn {
+		if !w.learn && !w.resum {
 			w.p.sessStart(id, ep)
 		}
 	}
@@ -131,7 +131,7 @@ func (w *walker) fetch() error {
 		rest += 8
 	}
 	var n int
-	if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+	if n, pos, err = arrAt(b, pos, end, flex); err != nil {
 		return err
 	}
 	for range n {
@@ -141,7 +141,7 @@ func (w *walker) fetch() error {
 			return err
 		}
 		var m int
-		if m, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+		if m, pos, err = arrAt(b, pos, end, flex); err != nil {
 			return err
 		}
 		for range m {
@@ -169,7 +169,7 @@ func (w *walker) fetch() error {
 		}
 	}
 	if w.ver >= 7 {
-		if n, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+		if n, pos, err = arrAt(b, pos, end, flex); err != nil {
 			return err
 		}
 		for range n {
@@ -182,7 +182,7 @@ func (w *walker) fetch() error {
 				return err
 			}
 			var k int
-			if k, pos, err = lengthAt(b, pos, end, flex, true, false); err != nil {
+			if k, pos, err = arrAt(b, pos, end, flex); err != nil {
 				return err
 			}
 			if pos, err = skipAt(pos, end, 4*k); err != nil {

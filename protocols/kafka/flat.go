@@ -37,13 +37,41 @@ func uvarintAt(b []byte, pos, end int) (uint32, int, error) {
 	if pos < end && b[pos] < 0x80 {
 		return uint32(b[pos]), pos + 1, nil
 	}
+	return uvarintLongAt(b, pos, end)
+}
+
+// The slow path: out of line, its caller stays small.
+//
+//go:noinline
+func uvarintLongAt(b []byte, pos, end int) (uint32, int, error) {
 	r := reader{b: b, pos: pos, end: end}
 	v, err := r.uvarintLong()
 	return v, r.pos, err
 }
 
-// lengthAt is reader.length.
-func lengthAt(b []byte, pos, end int, flex, wide, nullable bool) (int, int, error) {
+// arrAt is reader.length of an array (wide, not nullable): its common
+// cases here, the rest and every error in lengthSlow.
+func arrAt(b []byte, pos, end int, flex bool) (int, int, error) {
+	if flex {
+		if pos < end {
+			if n := int(b[pos]) - 1; n >= 0 && n < 0x7f && n < end-pos {
+				return n, pos + 1, nil
+			}
+		}
+	} else if 4 <= end-pos {
+		if n := int(int32(binary.BigEndian.Uint32(b[pos:]))); n >= 0 && n <= end-pos-4 {
+			return n, pos + 4, nil
+		}
+	}
+	return lengthSlow(b, pos, end, flex, true, false)
+}
+
+// lengthSlow is reader.length; arrAt, strAt and bytesAt read the lengths of
+// nearly every request (not null, and in flexible versions below 127)
+// without calling it. Out of line: its callers stay small.
+//
+//go:noinline
+func lengthSlow(b []byte, pos, end int, flex, wide, nullable bool) (int, int, error) {
 	var n int
 	switch {
 	case flex:
@@ -78,7 +106,19 @@ func lengthAt(b []byte, pos, end int, flex, wide, nullable bool) (int, int, erro
 
 // strAt is reader.str: the string's offset and length (-1 for null).
 func strAt(b []byte, pos, end int, flex, nullable bool) (off, n, next int, err error) {
-	n, pos, err = lengthAt(b, pos, end, flex, false, nullable)
+	// The common cases here, the rest and every error in lengthSlow.
+	if flex {
+		if pos < end {
+			if n = int(b[pos]) - 1; n >= 0 && n < 0x7f && n < end-pos {
+				return pos + 1, n, pos + 1 + n, nil
+			}
+		}
+	} else if 2 <= end-pos {
+		if n = int(int16(binary.BigEndian.Uint16(b[pos:]))); n >= 0 && n <= end-pos-2 {
+			return pos + 2, n, pos + 2 + n, nil
+		}
+	}
+	n, pos, err = lengthSlow(b, pos, end, flex, false, nullable)
 	if err != nil || n < 0 {
 		return 0, n, pos, err
 	}
@@ -87,7 +127,19 @@ func strAt(b []byte, pos, end int, flex, nullable bool) (off, n, next int, err e
 
 // bytesAt is reader.bytes.
 func bytesAt(b []byte, pos, end int, flex, nullable bool) (int, error) {
-	n, pos, err := lengthAt(b, pos, end, flex, true, nullable)
+	// The common cases here, the rest and every error in lengthSlow.
+	if flex {
+		if pos < end {
+			if n := int(b[pos]) - 1; n >= 0 && n < 0x7f && n < end-pos {
+				return pos + 1 + n, nil
+			}
+		}
+	} else if 4 <= end-pos {
+		if n := int(int32(binary.BigEndian.Uint32(b[pos:]))); n >= 0 && n <= end-pos-4 {
+			return pos + 4 + n, nil
+		}
+	}
+	n, pos, err := lengthSlow(b, pos, end, flex, true, nullable)
 	if err != nil || n < 0 {
 		return pos, err
 	}
@@ -99,6 +151,13 @@ func tagsAt(b []byte, pos, end int) (int, error) {
 	if pos < end && b[pos] == 0 {
 		return pos + 1, nil // no tagged fields, as nearly always
 	}
+	return tagsSlow(b, pos, end)
+}
+
+// The slow path: out of line, its caller stays small.
+//
+//go:noinline
+func tagsSlow(b []byte, pos, end int) (int, error) {
 	r := reader{b: b, pos: pos, end: end}
 	err := r.tags()
 	return r.pos, err

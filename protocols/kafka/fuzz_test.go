@@ -75,18 +75,30 @@ func checkSplits(t *testing.T, prime []byte, dir l7.Dir, data []byte) {
 	}
 }
 
-// checkDenials denies every request frame of data.
+// checkDenials denies every request frame of data, and checks that the
+// reply is the one a parser that writes every deny summary while parsing
+// (eager) gets: Produce's and Fetch's records written by Deny from the
+// request (lazy.go) are the parser's.
 func checkDenials(t *testing.T, data []byte) {
 	t.Helper()
-	p := NewParser()
-	var f l7.Frame
+	p, eager := NewParser(), NewParser()
+	eager.eager = true
+	var f, ef l7.Frame
 	for rest := data; len(rest) > 0; {
 		op, n, err := p.Parse(l7.DirRequest, rest, &f)
+		eop, en, eerr := eager.Parse(l7.DirRequest, rest, &ef)
+		if op != eop || n != en || err != eerr {
+			t.Fatalf("lazy parser %v %d %v, eager %v %d %v", op, n, err, eop, en, eerr)
+		}
 		if err != nil || op == l7.OpMore {
 			return
 		}
 		if op == l7.OpFrame {
 			out := Deny(nil, &f, "fuzz\r\n\x00")
+			if want := Deny([]byte("x"), &ef, "fuzz\r\n\x00"); !bytes.Equal(out, want[1:]) {
+				t.Fatalf("deny reply to %x:\n lazy %x\neager %x", rest[:n], out, want[1:])
+			}
+			eager.Denied(&ef)
 			key, v := APIKeyVersion(&f)
 			if len(out) > 0 {
 				_, body := replyBody(t, out, key, v)

@@ -71,6 +71,10 @@ const (
 	flagTruncated   = 1 << 0 // records were left out (MaxSummary)
 	flagTxn         = 1 << 1 // a transactional id or key (InitProducerId, FindCoordinator)
 	flagIncremental = 1 << 2 // an incremental fetch (session epoch > 0)
+	// flagLazy: the records were not written while parsing (Produce,
+	// Fetch); Deny walks the request again, through the frame's Sub,
+	// to write them (see lazy.go).
+	flagLazy = 1 << 3
 
 	recTopic = 'T' // u16 name length, name, flags, [16]id, u32 count, count × i32
 	recGroup = 'G' // u16 length, bytes
@@ -106,7 +110,15 @@ type Parser struct {
 
 	sum  []byte // Verb, then the deny summary of the last request
 	vlen int    // the length of the Verb at the front of sum
-	res  []byte // resolved topic names (Frame views), reset per request
+	vkey int16  // the API key whose name is the Verb at the front of sum
+	// sumBase is subtracted from len(sum) when it is checked against
+	// MaxSummary: 0 but while Deny rebuilds a summary at the end of its
+	// dst (lazy.go).
+	sumBase int
+	// eager makes the parser write every request's records while
+	// parsing, Produce's and Fetch's too (tests compare both ways).
+	eager bool
+	res   []byte // resolved topic names (Frame views), reset per request
 
 	sess session
 
@@ -275,6 +287,9 @@ func (p *Parser) walkRequest(msg []byte, hdrEnd int, key, ver int16, schema []fi
 			return err
 		}
 	}
+	// Produce's and Fetch's records are left for Deny to write, from
+	// the request itself (flagLazy): most requests are allowed.
+	w.nosum = !p.eager && (key == keyProduce || key == keyFetch)
 	if fast, err := w.fastWalk(); err != nil {
 		return err
 	} else if !fast {
@@ -288,6 +303,12 @@ func (p *Parser) walkRequest(msg []byte, hdrEnd int, key, ver int16, schema []fi
 	if key == keyFetch && ver >= 7 && w.sessEpoch > 0 {
 		p.sumFlag(flagIncremental)
 		p.sessResources(f)
+	} else if w.nosum {
+		p.sumFlag(flagLazy)
+		// Empty, but its capacity is the request, from its size field:
+		// what Deny walks again (the proxy calls it before the next
+		// Parse, with the input unchanged).
+		f.Sub = msg[0:0:len(msg)]
 	}
 	return nil
 }
@@ -386,13 +407,15 @@ func (p *Parser) learn(msg []byte, ver int16) {
 
 func (p *Parser) startSummary(key, ver int16, corr int32) {
 	s := p.sum[:0]
-	if known(key) {
+	if p.vlen > 0 && p.vkey == key && len(p.sum) >= p.vlen {
+		s = p.sum[:p.vlen] // the last request's verb: the same API
+	} else if known(key) {
 		s = append(s, apis[key].name...)
 	} else {
 		s = append(s, "API_"...)
 		s = strconv.AppendInt(s, int64(key), 10)
 	}
-	p.vlen = len(s)
+	p.vlen, p.vkey = len(s), key
 	s = append(s, sumMagic0, sumMagic1, sumMagic2, sumMagic3, 0, 0, 0, 0)
 	s = binary.BigEndian.AppendUint16(s, uint16(key))
 	s = binary.BigEndian.AppendUint16(s, uint16(ver))
@@ -413,7 +436,7 @@ func (p *Parser) sumFlag(fl byte) {
 // sumRoom reports whether n more bytes fit the summary, and marks it
 // truncated when they do not.
 func (p *Parser) sumRoom(n int) bool {
-	if len(p.sum)+n <= MaxSummary {
+	if len(p.sum)-p.sumBase+n <= MaxSummary {
 		return true
 	}
 	p.sumFlag(flagTruncated)

@@ -22,6 +22,10 @@ type walker struct {
 	p     *Parser
 	f     *l7.Frame // nil when learning from a reply
 	learn bool
+	// nosum: write no records to the deny summary (a Produce or Fetch
+	// parsed; Deny writes them later). resum: write only them (Deny
+	// walking a request again: no frame, session or topic table).
+	nosum, resum bool
 
 	// The topic being read.
 	inTopic          bool
@@ -253,7 +257,7 @@ func (w *walker) topicRecord() {
 }
 
 func (w *walker) partition(v int32) {
-	if w.learn || !w.inTopic {
+	if w.learn || w.nosum || !w.inTopic {
 		return
 	}
 	if w.rec < 0 {
@@ -284,11 +288,23 @@ func (w *walker) endTopic() {
 		}
 		return
 	}
+	if w.nosum {
+		if name != nil || (id != nil && !isZeroID(id)) {
+			if w.key == keyFetch && w.ver >= 7 {
+				w.p.sessAdd(name, id)
+			}
+			w.p.addTopic(w.f, name, id)
+		}
+		return
+	}
 	if w.rec < 0 {
 		w.topicRecord()
 	}
 	if w.rec > 0 {
 		binary.BigEndian.PutUint32(w.p.sum[w.rec:], w.nparts)
+	}
+	if w.resum {
+		return
 	}
 	if name == nil && (id == nil || isZeroID(id)) {
 		return // names no topic
@@ -300,7 +316,7 @@ func (w *walker) endTopic() {
 }
 
 func (w *walker) group(off, n int) {
-	if w.learn {
+	if w.learn || w.nosum {
 		return
 	}
 	p := w.p

@@ -841,7 +841,7 @@ func readHeader(b []byte) header {
 // a stat or touch body longer than its key and extras, an unknown opcode
 // with extras or a key. value is the length of the value that follows
 // the key.
-func checkRequest(h header, maxItem int) (value int, err error) {
+func checkRequest(h *header, maxItem int) (value int, err error) {
 	ext, key, body := int(h.extlen), h.keylen, h.bodylen
 	if key+ext > body {
 		return 0, errBinLengths
@@ -853,9 +853,8 @@ func checkRequest(h header, maxItem int) (value int, err error) {
 	if value > maxItem {
 		return 0, errItemTooLong
 	}
-	op := opcodes[h.op]
 	var ok bool
-	switch op.base {
+	switch opcodes[h.op].base { // one byte of the entry, not a copy of it
 	case opVersion, opNoop, opQuit, opSASLListMechs:
 		ok = ext == 0 && key == 0 && body == 0
 	case opFlush:
@@ -900,7 +899,7 @@ func (p *Parser) binaryRequest(st *dirState, data []byte, f *l7.Frame) (l7.Op, i
 		return l7.OpMore, headerLen - len(data), nil
 	}
 	h := readHeader(data)
-	value, err := checkRequest(h, p.lim.MaxItem)
+	value, err := checkRequest(&h, p.lim.MaxItem)
 	if err != nil {
 		return fail(st, err)
 	}

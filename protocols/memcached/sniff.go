@@ -62,7 +62,8 @@ func sniffBinary(b []byte) bool {
 	if len(b) < headerLen || !opcodes[b[1]].known || b[5] != 0 {
 		return false
 	}
-	_, err := checkRequest(readHeader(b), CapMaxItem)
+	h := readHeader(b)
+	_, err := checkRequest(&h, CapMaxItem)
 	return err == nil
 }
 
