@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -221,7 +220,8 @@ func (s *session) sniff() (cfirst, sfirst []byte, proto *l7.Protocol) {
 
 // splice forwards the connection at L4, after the bytes read while sniffing
 // (cfirst from the client, sfirst from the workload): the kernel moves the
-// bytes (io.Copy between two *net.TCPConn uses splice(2)). Half-closes are
+// bytes (pump: the first spliceAfter bytes through user space, then
+// splice(2)). Half-closes are
 // passed on; an error in either direction closes both.
 func (s *session) splice(cfirst, sfirst []byte) {
 	p := s.p
@@ -248,7 +248,7 @@ func (s *session) splice(cfirst, sfirst []byte) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n, err := io.Copy(client, upstream)
+		n, err := pump(client, upstream)
 		p.met.BytesOut().Add(float64(n))
 		if err != nil {
 			reset(client)
@@ -257,7 +257,7 @@ func (s *session) splice(cfirst, sfirst []byte) {
 		}
 		_ = client.CloseWrite()
 	}()
-	n, err := io.Copy(upstream, client)
+	n, err := pump(upstream, client)
 	p.met.BytesIn().Add(float64(n))
 	if err != nil {
 		reset(client)

@@ -54,8 +54,9 @@
 //     protocols (a greeting); otherwise the client's bytes against the
 //     others, in the order of Config.Protocols. "tcp", unknown and
 //     unrecognised traffic, and a connection on which nobody speaks in
-//     time, is spliced by the kernel (io.Copy between *net.TCPConn uses
-//     splice(2)) and judged only at connect time; the sniffed bytes are
+//     time, is spliced by the kernel (splice(2), once the first
+//     spliceAfter bytes went through user space: pump.go) and judged only
+//     at connect time; the sniffed bytes are
 //     forwarded first.
 //  5. L7 connections run two goroutines (both park when idle: see
 //     Limits below), each with one buffer that starts at

@@ -39,8 +39,8 @@ func (s *session) passRequests(rest []byte) {
 		_ = s.upstream.Close()
 		return
 	}
-	// io.Copy between two *net.TCPConn uses splice(2).
-	n, err := io.Copy(s.upstream, s.client)
+	// Spliced once past the first bytes (pump).
+	n, err := pump(s.upstream, s.client)
 	s.bytesIn.Add(float64(n))
 	if err != nil {
 		reset(s.client)
@@ -76,7 +76,7 @@ func (s *session) passReplies(rest []byte) error {
 		}
 		s.bytesOut.Add(float64(len(rest)))
 	}
-	n, err := io.Copy(s.client, s.upstream)
+	n, err := pump(s.client, s.upstream)
 	s.bytesOut.Add(float64(n))
 	if err != nil {
 		return err
