@@ -38,8 +38,13 @@
 // allowed, /admin denied with 403 by both proxies), TCP bulk through an L4-only rule (iperf3), idle connections
 // (resident memory of the proxy at 0, 1,000 and 10,000 connections that sent
 // one GET each; held by the harness itself, as no standard tool holds idle
-// connections open), and `go test -bench` over the parsers and the verdict
-// path. The parser-and-verdict target (≤ 100 ns per typical message) is
+// connections open), the protocol suites (suites.go, one file each: sql —
+// pgbench -S against PostgreSQL and sysbench oltp_read_only against
+// MariaDB; dns — dnsperf over TCP against unbound; kafka — a kcat producer
+// against franz-go's kfake, the one fake server, as no Kafka broker is
+// packaged; tls — new TLS 1.3 handshakes against nginx with wrk and
+// Connection: close), and `go test -bench` over the parsers and the
+// verdict path. The parser-and-verdict target (≤ 100 ns per typical message) is
 // judged per message: by the benchmark's own ns/msg metric where one
 // operation parses several messages (a recorded session, a pipeline, a
 // transaction, requests priming replies), else by ns/op; benchmarks of
@@ -49,5 +54,7 @@
 // Throughput and latency come from the load tool; proxy CPU from
 // /proc/<pid>/stat (utime+stime) around the run, divided by the requests
 // (or gigabytes) the tool reports; resident memory is VmRSS from
-// /proc/<pid>/status after the run.
+// /proc/<pid>/status after the run. Idle memory is read once the proxy has
+// settled (settle.go). The memory targets are judged with MB and KB as
+// powers of ten, the stricter reading.
 package harness
