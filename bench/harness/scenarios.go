@@ -310,7 +310,7 @@ func (b *bench) idleArm(ctx context.Context, arm Arm) (_ IdleRow, err error) {
 		if err != nil {
 			return row, err
 		}
-		waited, ok, err := b.settle(ctx, r.pid(), arm == Bulkhead)
+		waited, ok, err := b.settle(ctx, r.pid())
 		if err != nil {
 			return row, err
 		}

@@ -10,26 +10,32 @@ import (
 // memory: an operator's idle connection is idle for minutes, and a proxy
 // may release what a connection holds only some time after it went quiet
 // (Bulkhead parks a connection's goroutines after a second of silence).
+//
+// Only RSS is polled (from /proc): scraping the proxy's /metrics every
+// 250 ms would itself leave garbage on its heap, memory a proxy scraped
+// every 15–30 s in production does not hold. Instead every reading waits
+// at least settleMin, well past Bulkhead's parkAfter (1 s), so that the
+// connections have parked; the goroutine count read afterwards (one scrape)
+// shows that they did.
 const (
-	settlePoll   = 250 * time.Millisecond // between two readings
-	settleStable = time.Second            // how long the readings must not move
-	settleMax    = 10 * time.Second       // the most the harness waits
+	settlePoll   = 250 * time.Millisecond  // between two readings
+	settleStable = time.Second             // how long the readings must not move
+	settleMin    = 2500 * time.Millisecond // the least the harness waits
+	settleMax    = 10 * time.Second        // the most the harness waits
 )
 
 // settleTolerance is how far RSS may move between readings and still count
 // as stable: 1% of it, at least 128 KiB (a few pages come and go).
 func settleTolerance(rss int64) int64 { return max(rss/100, 128<<10) }
 
-// settle polls the resident memory of pid and, with goroutines (Bulkhead),
-// the goroutine count of the proxy's /metrics every settlePoll, until both
-// have been stable for settleStable (RSS within settleTolerance, the same
-// goroutine count), at most settleMax. It returns how long it waited and
-// whether the proxy settled.
-func (b *bench) settle(ctx context.Context, pid int, goroutines bool) (waited time.Duration, ok bool, err error) {
+// settle polls the resident memory of pid every settlePoll until it has
+// been stable for settleStable (within settleTolerance) and settleMin has
+// passed, at most settleMax. It returns how long it waited and whether the
+// proxy settled.
+func (b *bench) settle(ctx context.Context, pid int) (waited time.Duration, ok bool, err error) {
 	start := time.Now()
 	var (
 		refRSS int64
-		refG   float64
 		since  time.Time
 	)
 	t := time.NewTicker(settlePoll)
@@ -39,18 +45,12 @@ func (b *bench) settle(ctx context.Context, pid int, goroutines bool) (waited ti
 		if err != nil {
 			return time.Since(start), false, err
 		}
-		var g float64
-		if goroutines {
-			if _, _, g, err = b.goRuntime(ctx); err != nil {
-				return time.Since(start), false, err
-			}
-		}
 		now := time.Now()
 		d := rss - refRSS
 		switch {
-		case since.IsZero() || g != refG || d > settleTolerance(refRSS) || -d > settleTolerance(refRSS):
-			refRSS, refG, since = rss, g, now
-		case now.Sub(since) >= settleStable:
+		case since.IsZero() || d > settleTolerance(refRSS) || -d > settleTolerance(refRSS):
+			refRSS, since = rss, now
+		case now.Sub(since) >= settleStable && now.Sub(start) >= settleMin:
 			return now.Sub(start), true, nil
 		}
 		if now.Sub(start) >= settleMax {
@@ -84,8 +84,8 @@ func settleNote(rows []IdleRow) string {
 			}
 		}
 	}
-	s := fmt.Sprintf("RSS read once the proxy had settled: polled every %s after the last connection opened, until its RSS (within 1%%) and, for Bulkhead, its goroutine count had not moved for %s, at most %s (waited %s–%s)",
-		settlePoll, settleStable, settleMax, lo.Round(10*time.Millisecond), hi.Round(10*time.Millisecond))
+	s := fmt.Sprintf("RSS read once the proxy had settled: polled (from /proc, not /metrics) every %s after the last connection opened, at least %s and until it had not moved (within 1%%) for %s, at most %s (waited %s–%s)",
+		settlePoll, settleMin, settleStable, settleMax, lo.Round(10*time.Millisecond), hi.Round(10*time.Millisecond))
 	if unsettled > 0 {
 		s += fmt.Sprintf("; **%d readings did not settle** within %s and were taken then", unsettled, settleMax)
 	}

@@ -110,8 +110,8 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, row := range rep.Idle {
 		for _, p := range row.Points {
-			if p.Settle < settleStable || p.Settle > settleMax+2*settlePoll {
-				t.Errorf("idle %s: waited %v to settle, want %v to %v", row.Arm, p.Settle, settleStable, settleMax)
+			if p.Settle < settleMin || p.Settle > settleMax+2*settlePoll {
+				t.Errorf("idle %s: waited %v to settle, want %v to %v", row.Arm, p.Settle, settleMin, settleMax)
 			}
 		}
 	}

@@ -25,7 +25,15 @@ import (
 // Measured with the bench harness's perf counters (redis-benchmark -P 1,
 // two alternating runs of each binary): context switches per request
 // 0.20-0.27 before, 0.03-0.08 after; system calls per request 4.4-4.5
-// before, 4.2-4.6 after (the monitor's sleeps and futex calls go).
+// before, 4.2-4.6 after (the monitor's sleeps and futex calls go). Proxy
+// CPU per HTTP request at a fixed rate fell from 28.8-29.4 µs to 24.4-25.9.
+// The price, measured in the same minutes (fortio, 17-19k req/s, 16
+// connections): 15-20 µs more median latency. The likely reason: with
+// Syscall, a long write (on loopback it also runs the receiver's TCP
+// work) lets another thread take the P and serve the next ready message
+// while the kernel interleaves the two; raw calls serve messages strictly
+// one after another. Kept for the CPU, which is what a sidecar pays on
+// every pod; see the benchmark notes in bench/results.
 
 // rawRead reads fd into b without telling the scheduler (see above).
 func rawRead(fd uintptr, b []byte) (int, syscall.Errno) {
