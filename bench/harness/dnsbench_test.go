@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/dataplane/xdsclient"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
 )
@@ -77,19 +75,7 @@ func TestParseDNSPerf(t *testing.T) {
 // allowed SNI, and denies the denied name, another type, another SNI and a
 // ClientHello without one.
 func TestDNSAndTLSPolicy(t *testing.T) {
-	dir := t.TempDir()
-	client, server := netip.MustParseAddr("198.18.50.2"), netip.MustParseAddr("198.18.50.3")
-	if err := writePolicy(dir, client, server); err != nil {
-		t.Fatal(err)
-	}
-	p, ids, err := xdsclient.LoadCache(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := enforce.Compile(p, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol, client := cachedBenchPolicy(t)
 	if got := pol.Protocol(dnsPort); got != "dns" {
 		t.Errorf("port %d protocol %q, want dns", dnsPort, got)
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bytes"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/dataplane/xdsclient"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
@@ -67,19 +65,7 @@ func TestKafkaPayload(t *testing.T) {
 // client produce to the bench topic and fetch its metadata, and denies a
 // produce to the denied topic and any other API.
 func TestKafkaPolicy(t *testing.T) {
-	dir := t.TempDir()
-	client, server := netip.MustParseAddr("198.18.50.2"), netip.MustParseAddr("198.18.50.3")
-	if err := writePolicy(dir, client, server); err != nil {
-		t.Fatal(err)
-	}
-	p, ids, err := xdsclient.LoadCache(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := enforce.Compile(p, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol, client := cachedBenchPolicy(t)
 	if got := pol.Protocol(kafkaPort); got != "kafka" {
 		t.Fatalf("port %d protocol %q, want kafka", kafkaPort, got)
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bufio"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/dataplane/xdsclient"
 	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
@@ -105,19 +103,7 @@ func TestParseSysbench(t *testing.T) {
 // oltp_read_only send in database bench, and denies other verbs, tables
 // and databases.
 func TestSQLPolicy(t *testing.T) {
-	dir := t.TempDir()
-	client, server := netip.MustParseAddr("198.18.50.2"), netip.MustParseAddr("198.18.50.3")
-	if err := writePolicy(dir, client, server); err != nil {
-		t.Fatal(err)
-	}
-	p, ids, err := xdsclient.LoadCache(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := enforce.Compile(p, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol, client := cachedBenchPolicy(t)
 	if got := pol.Protocol(pgPort); got != "postgres" {
 		t.Errorf("port %d protocol %q, want postgres", pgPort, got)
 	}
