@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/protocols/l7"
 	"github.com/bulkhead-io/bulkhead/protocols/tls"
 )
 
@@ -96,15 +95,7 @@ func TestDNSAndTLSPolicy(t *testing.T) {
 		{tlsPort, tls.Verb, tlsDenied, enforce.Deny},
 		{tlsPort, tls.Verb, "", enforce.Deny},
 	} {
-		c := pol.Inbound(client, tc.port)
-		if d := c.Connect(); d.Verdict != enforce.Allow {
-			t.Fatalf("connect to %d: %+v", tc.port, d)
-		}
-		f := l7.Frame{Verb: []byte(tc.verb)}
-		if tc.resource != "" {
-			f.Resource = []byte(tc.resource)
-		}
-		if d := c.Message(&f); d.Verdict != tc.want {
+		if d := judge(t, pol, client, tc.port, tc.verb, tc.resource, ""); d.Verdict != tc.want {
 			t.Errorf("port %d: %s %q: %+v, want %v", tc.port, tc.verb, tc.resource, d, tc.want)
 		}
 	}

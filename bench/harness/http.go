@@ -39,6 +39,20 @@ const (
 // nginxConfig serves dir's files (1 KiB each) on httpPort: one worker,
 // no access log, keep-alive for as long as the load tools want it.
 func nginxConfig(dir string) string {
+	return nginxConf(dir, fmt.Sprintf(`    keepalive_requests 100000000;
+    keepalive_timeout 1h;
+    default_type application/octet-stream;
+    server {
+        listen %[2]d;
+        root %[1]s/www;
+    }
+`, dir, httpPort))
+}
+
+// nginxConf is the configuration of an nginx whose prefix directory is
+// dir (pid, error log, temporary files there; one worker, no access log)
+// with http's directives in its http block.
+func nginxConf(dir, http string) string {
 	return fmt.Sprintf(`worker_processes 1;
 user root;
 pid %[1]s/nginx.pid;
@@ -51,15 +65,8 @@ http {
     fastcgi_temp_path %[1]s/tmp;
     uwsgi_temp_path %[1]s/tmp;
     scgi_temp_path %[1]s/tmp;
-    keepalive_requests 100000000;
-    keepalive_timeout 1h;
-    default_type application/octet-stream;
-    server {
-        listen %[2]d;
-        root %[1]s/www;
-    }
-}
-`, dir, httpPort)
+%[2]s}
+`, dir, http)
 }
 
 // startNginx writes nginx's prefix directory (config, the 1 KiB files of

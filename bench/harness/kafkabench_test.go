@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
 // kcatOut is the standard error of kcat 1.7 (librdkafka 2.x) run as
@@ -83,15 +82,7 @@ func TestKafkaPolicy(t *testing.T) {
 		{"Fetch", kafkaTopic, enforce.Deny},
 		{"InitProducerId", "", enforce.Deny},
 	} {
-		c := pol.Inbound(client, kafkaPort)
-		if d := c.Connect(); d.Verdict != enforce.Allow {
-			t.Fatalf("connect: %+v", d)
-		}
-		f := l7.Frame{Verb: []byte(tc.verb), Aux: []byte("rdkafka")}
-		if tc.topic != "" {
-			f.Resource = []byte(tc.topic)
-		}
-		if d := c.Message(&f); d.Verdict != tc.want {
+		if d := judge(t, pol, client, kafkaPort, tc.verb, tc.topic, "rdkafka"); d.Verdict != tc.want {
 			t.Errorf("%s %q: %+v, want %v", tc.verb, tc.topic, d, tc.want)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
-	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
 // TestParsePgbench: pgbench 15's summary of a -S run and the first 100
@@ -128,18 +127,7 @@ func TestSQLPolicy(t *testing.T) {
 		{mariadbPort, "SELECT", "sbtest2", sqlDB, enforce.Deny},
 		{mariadbPort, "SELECT", "", sqlDB, enforce.Deny},
 	} {
-		c := pol.Inbound(client, tc.port)
-		if d := c.Connect(); d.Verdict != enforce.Allow {
-			t.Fatalf("connect to %d: %+v", tc.port, d)
-		}
-		f := l7.Frame{Verb: []byte(tc.verb)}
-		if tc.resource != "" {
-			f.Resource = []byte(tc.resource)
-		}
-		if tc.aux != "" {
-			f.Aux = []byte(tc.aux)
-		}
-		if d := c.Message(&f); d.Verdict != tc.want {
+		if d := judge(t, pol, client, tc.port, tc.verb, tc.resource, tc.aux); d.Verdict != tc.want {
 			t.Errorf("port %d: %s %q in %q: %+v, want %v", tc.port, tc.verb, tc.resource, tc.aux, d, tc.want)
 		}
 	}

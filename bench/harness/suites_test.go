@@ -6,6 +6,7 @@ import (
 
 	"github.com/bulkhead-io/bulkhead/dataplane/enforce"
 	"github.com/bulkhead-io/bulkhead/dataplane/xdsclient"
+	"github.com/bulkhead-io/bulkhead/protocols/l7"
 )
 
 // cachedBenchPolicy writes the bench policy as the harness does for the
@@ -28,6 +29,25 @@ func cachedBenchPolicy(t *testing.T) (*enforce.Policy, netip.Addr) {
 		t.Fatal(err)
 	}
 	return pol, client
+}
+
+// judge connects client to port under pol (the connection must be
+// allowed) and returns the decision on a message of verb with resource and
+// aux (empty: none), as the proxy judges a parsed frame.
+func judge(t *testing.T, pol *enforce.Policy, client netip.Addr, port uint16, verb, resource, aux string) enforce.Decision {
+	t.Helper()
+	c := pol.Inbound(client, port)
+	if d := c.Connect(); d.Verdict != enforce.Allow {
+		t.Fatalf("connect to %d: %+v", port, d)
+	}
+	f := l7.Frame{Verb: []byte(verb)}
+	if resource != "" {
+		f.Resource = []byte(resource)
+	}
+	if aux != "" {
+		f.Aux = []byte(aux)
+	}
+	return c.Message(&f)
 }
 
 // TestEphemeralPorts: every port the harness or a suite listens on lies

@@ -59,19 +59,7 @@ var tlsSuite = suite{
 // tlsNginxConfig serves dir's www over TLS on tlsPort, without session
 // resumption, closing each connection after its response.
 func tlsNginxConfig(dir string) string {
-	return fmt.Sprintf(`worker_processes 1;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path %[1]s/tmp;
-    proxy_temp_path %[1]s/tmp;
-    fastcgi_temp_path %[1]s/tmp;
-    uwsgi_temp_path %[1]s/tmp;
-    scgi_temp_path %[1]s/tmp;
-    default_type application/octet-stream;
+	return nginxConf(dir, fmt.Sprintf(`    default_type application/octet-stream;
     server {
         listen %[2]d ssl;
         ssl_certificate %[1]s/cert.pem;
@@ -80,8 +68,7 @@ http {
         ssl_session_tickets off;
         root %[1]s/www;
     }
-}
-`, dir, tlsPort)
+`, dir, tlsPort))
 }
 
 // startTLSNginx makes the certificate (openssl), writes the config and
