@@ -91,3 +91,28 @@ func TestPump(t *testing.T) {
 		t.Error("pump after a reset: no error")
 	}
 }
+
+// TestSockWriterAllocs: a write through sockWriter, the L7 path's writer
+// of every forwarded message, allocates nothing, and the bytes arrive.
+func TestSockWriterAllocs(t *testing.T) {
+	a, b := tcpPair(t)
+	w := newSockWriter(a)
+	if _, ok := w.(*sockWriter); !ok {
+		t.Fatalf("newSockWriter returned %T", w)
+	}
+	msg := []byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+	const runs = 100
+	if n := testing.AllocsPerRun(runs, func() {
+		if _, err := w.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("sockWriter.Write: %v allocations, want 0", n)
+	}
+	want := bytes.Repeat(msg, runs+1) // AllocsPerRun runs once more to warm up
+	got := make([]byte, len(want))
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("received %q, %v", got, err)
+	}
+}
